@@ -1,0 +1,34 @@
+"""NHS numbers: ten digits whose last is a modulus-11 check digit."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["nhs_check_digit_ok", "normalise_nhs_number"]
+
+_SEPARATORS = re.compile(r"[\s\-./]")
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+def nhs_check_digit_ok(digits: str) -> bool:
+    """Whether a 10-digit string passes the NHS modulus-11 check."""
+    if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=False))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(digits[9])
+
+
+def normalise_nhs_number(raw: str | None) -> str | None:
+    """Ten digits with separators removed, or ``None`` if missing or failing the check."""
+    if raw is None:
+        return None
+    digits = _SEPARATORS.sub("", raw)
+    if not nhs_check_digit_ok(digits):
+        return None
+    # All-same-digit numbers such as 0000000000 pass mod 11 but are placeholders.
+    if len(set(digits)) == 1:
+        return None
+    return digits

@@ -1,0 +1,5 @@
+"""`pprl` commands: admin (being built)."""
+
+from __future__ import annotations
+
+from service.cli._app import app  # noqa: F401
