@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP) browser lint typecheck imports pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check linkage service migrations tests benchmarks
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy linkage service

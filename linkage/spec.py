@@ -297,12 +297,12 @@ class Spec(_Model):
         names = [i.name for i in self.identifiers]
         by_name = {i.name: i for i in self.identifiers}
         for idx, ident in enumerate(self.identifiers):
-            if names.count(ident.name) > 1:
+            if ident.name in names[:idx]:
                 raise _PathError(f"identifiers[{idx}].name", f"duplicate name {ident.name!r}")
         attr_names = [a.name for a in self.attributes]
         for idx, attr in enumerate(self.attributes):
             where = f"attributes[{idx}]"
-            if attr_names.count(attr.name) > 1:
+            if attr.name in attr_names[:idx]:
                 raise _PathError(f"{where}.name", f"duplicate name {attr.name!r}")
             if attr.name in by_name:
                 raise _PathError(f"{where}.name", f"{attr.name!r} is also an identifier")

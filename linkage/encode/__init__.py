@@ -6,7 +6,7 @@ Bloom filters, coarse attributes and a row reference; never a plaintext identifi
 
 from linkage.encode.file import hash_file, read_manifest
 from linkage.encode.secret import SECRET_BYTES, load_secret, new_secret, write_secret
-from linkage.encode.table import EncodeResult, Encoder, encode_table
+from linkage.encode.table import Encoder, EncodeResult, encode_table
 from linkage.encode.tokens import TokenMaker
 
 __all__ = [

@@ -102,4 +102,4 @@ class BloomEncoder:
     def array(self, names: Sequence[str | None]) -> pa.FixedSizeBinaryArray:
         """Filters of many names (``None`` stays null)."""
         values = [None if name is None else self.encode(name) for name in names]
-        return pa.array(values, type=self.type)  # type: ignore[return-value]
+        return pa.array(values, type=self.type)

@@ -76,7 +76,11 @@ def _csv_batches(
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
-        raise InputError(f"{path}: not a readable CSV file (check the encoding is UTF-8)") from None
+        # pyarrow parses the first block on open; its message quotes the row: never repeat it
+        raise InputError(
+            f"{path}: unreadable CSV near the start: a row has a different number of columns "
+            "than the header, broken quoting, or invalid UTF-8"
+        ) from None
     rows = 0
     while True:
         try:

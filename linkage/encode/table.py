@@ -69,7 +69,9 @@ class _Normalised:
     extra: list[Any]  # a date (for age bands) or a district (for areas), else None
 
 
-def _normalise_distinct(ident: IdentifierSpec, values: Sequence[str | None], ref: date) -> _Normalised:
+def _normalise_distinct(
+    ident: IdentifierSpec, values: Sequence[str | None], ref: date
+) -> _Normalised:
     kind = ident.type
     variants: dict[str, list[str | None]] = {v: [] for v in ident.active_variants}
     valid: list[bool] = []
@@ -94,8 +96,11 @@ def _normalise_distinct(ident: IdentifierSpec, values: Sequence[str | None], ref
             add(derived, pcode is not None, derived["district"])
         elif kind == "postcode":
             code = normalise_generic_postcode(raw)
-            add({"full": code, "prefix3": code[:3] if code else None}, code is not None,
-                code[:3] if code else None)
+            add(
+                {"full": code, "prefix3": code[:3] if code else None},
+                code is not None,
+                code[:3] if code else None,
+            )
         elif kind == "nhs_number":
             nhs = normalise_nhs_number(raw)
             add({"exact": nhs}, nhs is not None)
@@ -175,6 +180,14 @@ class Encoder:
             for i in spec.identifiers
             for v in i.active_variants
         }
+        for ident in spec.identifiers:
+            if ident.type == "date" and (ident.name, "swapped") in self._makers:
+                # The swapped date is hashed in the *full* date's domain, so that one
+                # record's full date can equal another's swapped one in the enclave.
+                full = self._makers.get((ident.name, "full")) or _CachedMaker(
+                    TokenMaker(key, ident.name, "full", spec.token_bytes)
+                )
+                self._makers[(ident.name, "swapped")] = full
         bloom = spec.encoding.bloom
         self._blooms = (
             {f: BloomEncoder(key, f, bloom) for f in bloom.fields} if bloom is not None else {}

@@ -36,9 +36,7 @@ def parse_date(raw: str | None, reference: date) -> date | None:
     if not text:
         return None
     parsed: date | None = None
-    if m := _ISO.match(text):
-        parsed = _make(int(m[1]), int(m[2]), int(m[3]))
-    elif m := _COMPACT.match(text):
+    if (m := _ISO.match(text)) or (m := _COMPACT.match(text)):
         parsed = _make(int(m[1]), int(m[2]), int(m[3]))
     elif m := _DMY.match(text):
         day, month, year_text = int(m[1]), int(m[2]), m[3]

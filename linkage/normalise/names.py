@@ -18,12 +18,44 @@ import jellyfish
 __all__ = ["name_parts", "name_variants", "nickname_root", "normalise_name"]
 
 TITLES = frozenset(
-    "MR MRS MS MISS MX DR PROF REV REVD SIR DAME LORD LADY FR SR MASTER CAPT".split()
+    [
+        "MR",
+        "MRS",
+        "MS",
+        "MISS",
+        "MX",
+        "DR",
+        "PROF",
+        "REV",
+        "REVD",
+        "SIR",
+        "DAME",
+        "LORD",
+        "LADY",
+        "FR",
+        "SR",
+        "MASTER",
+        "CAPT",
+    ]
 )
 # Letters that NFKD does not decompose into ASCII.
 _SPECIAL = str.maketrans(
-    {"ß": "SS", "Æ": "AE", "æ": "AE", "Ø": "O", "ø": "O", "Ł": "L", "ł": "L", "Đ": "D",
-     "đ": "D", "Þ": "TH", "þ": "TH", "Œ": "OE", "œ": "OE", "ı": "I"}
+    {
+        "ß": "SS",
+        "Æ": "AE",
+        "æ": "AE",
+        "Ø": "O",
+        "ø": "O",
+        "Ł": "L",
+        "ł": "L",
+        "Đ": "D",
+        "đ": "D",
+        "Þ": "TH",
+        "þ": "TH",
+        "Œ": "OE",
+        "œ": "OE",
+        "ı": "I",
+    }
 )
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NON_LETTERS = re.compile(r"[^A-Z]+")
