@@ -9,6 +9,8 @@ the HMAC count per record is small.
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,17 +24,16 @@ from linkage.encode.bloom import BloomEncoder
 from linkage.encode.tokens import TokenMaker
 from linkage.errors import InputError
 from linkage.normalise import (
-    date_variants,
     name_variants,
     normalise_generic,
     normalise_generic_postcode,
     normalise_name,
     normalise_nhs_number,
     normalise_sex,
-    normalise_uk_postcode,
-    parse_date,
     uk_postcode_variants,
 )
+from linkage.normalise.dates import date_variants_cached, parse_date_cached
+from linkage.normalise.postcodes import uk_postcode_variants_bulk
 from linkage.spec import (
     ROW_REF_COLUMN,
     AttributeSpec,
@@ -46,7 +47,7 @@ from linkage.spec import (
 
 __all__ = ["EncodeResult", "Encoder", "encode_table"]
 
-_CACHE_LIMIT = 500_000  # tokens kept per (field, variant) across batches
+_CACHE_LIMIT = 100_000  # tokens memoised per (field, variant); bounds memory, keeps hits on names
 REJECT_NO_IDENTIFIER = "no usable identifier: every identifier is empty or invalid"
 
 
@@ -73,43 +74,40 @@ def _normalise_distinct(
     ident: IdentifierSpec, values: Sequence[str | None], ref: date
 ) -> _Normalised:
     kind = ident.type
-    variants: dict[str, list[str | None]] = {v: [] for v in ident.active_variants}
-    valid: list[bool] = []
-    extra: list[Any] = []
-
-    def add(derived: Mapping[str, str | None], ok: bool, more: Any = None) -> None:
-        for v, out in variants.items():
-            out.append(derived[v] if ok else None)
-        valid.append(ok)
-        extra.append(more)
-
-    for raw in values:
-        if kind in ("forename", "surname"):
-            name = normalise_name(raw)
-            add(name_variants(name), name is not None, name)
-        elif kind == "date":
-            parsed = parse_date(raw, ref)
-            add(date_variants(parsed), parsed is not None, parsed)
-        elif kind == "uk_postcode":
-            pcode = normalise_uk_postcode(raw)
-            derived = uk_postcode_variants(pcode)
-            add(derived, pcode is not None, derived["district"])
-        elif kind == "postcode":
-            code = normalise_generic_postcode(raw)
-            add(
-                {"full": code, "prefix3": code[:3] if code else None},
-                code is not None,
-                code[:3] if code else None,
+    active = ident.active_variants
+    derived: list[Mapping[str, str | None]]
+    extra: list[Any]
+    if kind == "nhs_number":
+        # the hot path on real extracts: nearly every NHS number is distinct
+        exact = [normalise_nhs_number(raw) for raw in values]
+        return _Normalised([e is not None for e in exact], {"exact": exact}, [None] * len(exact))
+    if kind in ("forename", "surname"):
+        extra = [normalise_name(raw) for raw in values]
+        derived = [name_variants(name) for name in extra]
+    elif kind == "date":
+        extra = [parse_date_cached(raw, ref) for raw in values]
+        derived = [date_variants_cached(parsed) for parsed in extra]
+    elif kind == "uk_postcode":
+        full, sector, district = uk_postcode_variants_bulk(values)
+        if set(active) <= {"full", "sector", "district"}:
+            by_name = {"full": full, "sector": sector, "district": district}
+            return _Normalised(
+                [f is not None for f in full], {v: by_name[v] for v in active}, district
             )
-        elif kind == "nhs_number":
-            nhs = normalise_nhs_number(raw)
-            add({"exact": nhs}, nhs is not None)
-        elif kind == "sex":
-            sex = normalise_sex(raw)
-            add({"exact": sex}, sex is not None)
-        else:  # string, id
-            text = normalise_generic(raw)
-            add({"exact": text}, text is not None)
+        derived = [uk_postcode_variants(p) for p in full]
+        extra = district
+    elif kind == "postcode":
+        codes = [normalise_generic_postcode(raw) for raw in values]
+        derived = [{"full": c, "prefix3": c[:3] if c else None} for c in codes]
+        extra = [d["prefix3"] for d in derived]
+    else:
+        normalise = normalise_sex if kind == "sex" else normalise_generic  # string, id
+        derived = [{"exact": normalise(raw)} for raw in values]
+        extra = [None] * len(derived)
+    # every variant of a missing or invalid value is None, so validity is the first variant's
+    first = "full" if kind in ("date", "uk_postcode", "postcode") else "exact"
+    valid = [d[first] is not None for d in derived]
+    variants = {v: [d[v] for d in derived] for v in active}
     return _Normalised(valid, variants, extra)
 
 
@@ -122,7 +120,9 @@ def _as_strings(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _distinct(arr: pa.Array) -> tuple[list[str | None], pa.Array, np.ndarray[Any, Any]]:
     """Distinct values, per-row indices into them (null for null/blank), per-value counts."""
-    arr = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), pa.scalar(None, arr.type), arr)
+    # (a pa.scalar, not "": a Python str here makes pyarrow import pandas, 0.25 s)
+    blank = pc.equal(pc.utf8_trim_whitespace(arr), pa.scalar("", arr.type))
+    arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
     encoded = pc.dictionary_encode(arr)
     uniques: list[str | None] = encoded.dictionary.to_pylist()
     indices = encoded.indices
@@ -152,7 +152,7 @@ class _CachedMaker:
         zero = bytes(self.maker.length)
         parts = [zero if v is None else cache[v] for v in values]
         mask = None
-        if any(v is None for v in values):
+        if None in values:
             mask = pa.array([v is not None for v in values], pa.bool_()).buffers()[1]
         return pa.FixedSizeBinaryArray.from_buffers(
             self.maker.type, len(values), [mask, pa.py_buffer(b"".join(parts))]
@@ -313,10 +313,13 @@ def _age_band(born: date | None, ref: date, attr: AttributeSpec) -> str | None:
     if born is None:
         return None
     age = ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
-    labels = attr.band_labels()
-    bands = attr.age_bands
-    position = int(np.searchsorted(np.asarray(bands), age, side="right")) - 1
-    return labels[max(position, 0)]
+    position = bisect.bisect_right(attr.age_bands, age) - 1
+    return _band_labels(attr)[max(position, 0)]
+
+
+@functools.cache
+def _band_labels(attr: AttributeSpec) -> tuple[str, ...]:
+    return attr.band_labels()
 
 
 def encode_table(

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
 
-__all__ = ["date_variants", "normalise_date", "parse_date"]
+__all__ = [
+    "date_variants",
+    "date_variants_cached",
+    "normalise_date",
+    "parse_date",
+    "parse_date_cached",
+]
 
 _ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$")
 _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
@@ -72,3 +79,9 @@ def date_variants(value: date | None) -> dict[str, str | None]:
         "month_day": f"{value.month:02d}-{value.day:02d}",
         "year_month": f"{value.year:04d}-{value.month:02d}",
     }
+
+
+# Dates of birth come from a bounded domain (about 40,000 days), so memoising the parse
+# across batches turns most of a large extract's date work into dictionary lookups.
+parse_date_cached = lru_cache(maxsize=1 << 17)(parse_date)
+date_variants_cached = lru_cache(maxsize=1 << 16)(date_variants)

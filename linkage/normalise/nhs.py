@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 
 __all__ = ["nhs_check_digit_ok", "normalise_nhs_number"]
@@ -14,11 +15,11 @@ def nhs_check_digit_ok(digits: str) -> bool:
     """Whether a 10-digit string passes the NHS modulus-11 check."""
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         return False
-    total = sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=False))
-    check = 11 - total % 11
-    if check == 11:
-        check = 0
-    return check != 10 and check == int(digits[9])
+    # bytes iterate as ints: ord(d) - 48 is the digit; 48 * sum(weights) = 2592
+    raw = digits.encode()
+    total: int = sum(map(operator.mul, raw, _WEIGHTS)) - 2592
+    check = (11 - total % 11) % 11
+    return check != 10 and check == raw[9] - 48
 
 
 def normalise_nhs_number(raw: str | None) -> str | None:

@@ -1,10 +1,16 @@
 """UK postcodes, NHS numbers, sex codes and generic strings."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linkage.normalise.generic import normalise_generic, normalise_generic_postcode
 from linkage.normalise.nhs import nhs_check_digit_ok, normalise_nhs_number
-from linkage.normalise.postcodes import normalise_uk_postcode, uk_postcode_variants
+from linkage.normalise.postcodes import (
+    normalise_uk_postcode,
+    uk_postcode_variants,
+    uk_postcode_variants_bulk,
+)
 from linkage.normalise.sex import normalise_sex
 
 
@@ -86,3 +92,17 @@ def test_generic_strings_and_postcodes() -> None:
     assert normalise_generic(" -- ") is None
     assert normalise_generic_postcode("90210-1234") == "902101234"
     assert normalise_generic_postcode("k1a 0b1") == "K1A0B1"
+
+
+postcode_like = st.from_regex(r"\A[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9][A-Za-z]{2}\Z") | st.text(max_size=12)
+
+
+@settings(max_examples=300)
+@given(st.lists(postcode_like | st.none(), max_size=30))
+def test_bulk_postcode_variants_equal_the_scalar_ones(values: list[str | None]) -> None:
+    full, sector, district = uk_postcode_variants_bulk(values)
+    for i, raw in enumerate(values):
+        expected = uk_postcode_variants(normalise_uk_postcode(raw))
+        assert (full[i], sector[i], district[i]) == (
+            expected["full"], expected["sector"], expected["district"],
+        ), raw
