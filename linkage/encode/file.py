@@ -31,7 +31,7 @@ __all__ = ["ProgressCallback", "hash_file", "read_manifest"]
 ProgressCallback = Callable[[int, int, int], None]
 
 _PARQUET_MAGIC = b"PAR1"
-_CSV_BLOCK = 16 << 20
+_CSV_BLOCK = 4 << 20  # bytes per CSV block; pyarrow reads a few ahead, so this bounds RSS
 
 
 def _is_parquet(path: Path) -> bool:

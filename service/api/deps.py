@@ -1,0 +1,148 @@
+"""Request-scoped dependencies: the app state, one transaction per request, the caller,
+and authorisation checks whose refusals are audited.
+
+A refusal is written to the audit log in its own transaction, because the request's own
+transaction is rolled back when the refusal is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.audit import Actor, record
+from service.auth import Authenticated, authenticate, find_project, is_member
+from service.db import Database
+from service.db.models import Project
+from service.errors import Forbidden, NotFound, ServiceError, Unauthorized
+from service.settings import Settings
+
+__all__ = [
+    "AppState",
+    "Caller",
+    "DbSession",
+    "State",
+    "deny",
+    "member_project",
+    "require_role",
+]
+
+ANONYMOUS = Actor("anonymous", "none")
+_bearer = HTTPBearer(auto_error=False, description="A pprl token: `Authorization: Bearer pprl_...`")
+
+
+@dataclass
+class AppState:
+    """What every request can reach: settings, the database and the enclave public key."""
+
+    settings: Settings
+    db: Database
+    enclave_public_key: X25519PublicKey
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.pprl
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: State) -> Iterator[Session]:
+    """The request's one transaction: commit on success, roll back on any error."""
+    with state.db.transaction() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def deny(
+    state: AppState,
+    error: ServiceError,
+    *,
+    actor: Actor,
+    action: str,
+    project_id: str | None = None,
+) -> ServiceError:
+    """Audit a refusal in its own transaction and return the error to raise."""
+    with state.db.transaction() as session:
+        record(
+            session,
+            actor=actor,
+            action="access.denied",
+            outcome="denied",
+            project_id=project_id,
+            subject=action,
+            details={"status": error.status, "reason": error.detail},
+        )
+    return error
+
+
+def get_caller(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Authenticated:
+    """The authenticated caller; 401 (audited) without a valid, live token."""
+    token = credentials.credentials if credentials else None
+    try:
+        with state.db.transaction() as session:
+            return authenticate(session, token)
+    except Unauthorized as exc:
+        raise deny(
+            state, exc, actor=ANONYMOUS, action=f"{request.method} {request.url.path}"
+        ) from None
+
+
+Caller = Annotated[Authenticated, Depends(get_caller)]
+
+
+def require_role(state: AppState, caller: Authenticated, action: str, *roles: str) -> None:
+    """403 (audited) unless the caller has one of ``roles``."""
+    if caller.role not in roles:
+        raise deny(
+            state,
+            Forbidden(f"the {caller.role} role may not {action}"),
+            actor=caller.actor,
+            action=action,
+        )
+
+
+def member_project(
+    state: AppState,
+    session: Session,
+    caller: Authenticated,
+    project_ref: str,
+    action: str,
+    *,
+    roles: tuple[str, ...],
+    admin_ok: bool = True,
+) -> Project:
+    """The project, if the caller's role may do ``action`` and the caller is a member.
+
+    Wrong role: 403. Not a member: 404, exactly as for a project that does not exist, so
+    that a project's existence does not leak. Both audited.
+    """
+    require_role(state, caller, action, *roles)
+    try:
+        project = find_project(session, project_ref)
+    except NotFound as exc:
+        raise deny(state, exc, actor=caller.actor, action=action) from None
+    if caller.role == "admin" and admin_ok:
+        return project
+    if caller.role == "dpo" or not is_member(session, project.id, caller.id):
+        raise deny(
+            state,
+            NotFound(f"no project {project_ref!r}"),
+            actor=caller.actor,
+            action=action,
+            project_id=project.id,
+        )
+    return project

@@ -1,0 +1,46 @@
+"""Health and the enclave public key (no authentication: neither is sensitive)."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from service.api.deps import State
+from service.crypto import public_key_hex
+
+router = APIRouter(tags=["meta"])
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+class EnclaveKey(BaseModel):
+    algorithm: str
+    public_key_hex: str
+    public_key_pem: str
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(state: State) -> Health:
+    """Liveness and database reachability."""
+    with state.db.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return Health(status="ok", database="sqlite" if state.db.is_sqlite else "postgresql")
+
+
+@router.get("/v1/enclave/public-key", response_model=EnclaveKey)
+def enclave_public_key(state: State) -> EnclaveKey:
+    """The X25519 key that submissions are sealed to (compare it with the operator's)."""
+    key = state.enclave_public_key
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return EnclaveKey(
+        algorithm="X25519 + HKDF-SHA256 + AES-256-GCM (chunked)",
+        public_key_hex=public_key_hex(key),
+        public_key_pem=pem.decode(),
+    )

@@ -1,0 +1,70 @@
+"""HTTP routes for principals and their tokens (admin only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from service.api.deps import Caller, DbSession, State, require_role
+from service.auth import create_principal, revoke_principal
+from service.db.models import Principal
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(pattern="^(admin|partner|analyst|dpo)$")
+    projects: list[str] = Field(default_factory=list, description="project names or ids")
+    expires_days: float | None = Field(None, gt=0, le=3650)
+
+
+class PrincipalOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(PrincipalOut):
+    token: str = Field(description="shown once; only its SHA-256 digest is stored")
+
+
+def _out(row: Principal) -> dict[str, object]:
+    return {k: getattr(row, k) for k in PrincipalOut.model_fields}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
+def create_token(
+    body: TokenCreate, state: State, session: DbSession, caller: Caller
+) -> TokenCreated:
+    """Create a principal with a role and print its bearer token once (admin)."""
+    require_role(state, caller, "create tokens", "admin")
+    row, token = create_principal(
+        session, name=body.name, role=body.role, by=caller.actor, projects=body.projects,
+        expires_days=body.expires_days,
+    )  # fmt: skip
+    return TokenCreated(**_out(row), token=token)
+
+
+@router.get("", response_model=list[PrincipalOut])
+def list_tokens(state: State, session: DbSession, caller: Caller) -> list[PrincipalOut]:
+    """Every principal (never a token or its digest) (admin)."""
+    require_role(state, caller, "list tokens", "admin")
+    rows = session.execute(select(Principal).order_by(Principal.created_at)).scalars()
+    return [PrincipalOut.model_validate(_out(r)) for r in rows]
+
+
+@router.delete("/{principal}", response_model=PrincipalOut)
+def revoke_token(principal: str, state: State, session: DbSession, caller: Caller) -> PrincipalOut:
+    """Revoke a principal's token by name or id (admin)."""
+    require_role(state, caller, "revoke tokens", "admin")
+    row = revoke_principal(session, name_or_id=principal, by=caller.actor)
+    return PrincipalOut.model_validate(_out(row))

@@ -1,0 +1,94 @@
+"""The FastAPI application: routers, security headers, request ids, error mapping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service import context
+from service.api import meta, tokens
+from service.api.deps import AppState
+from service.crypto import load_enclave_public_key
+from service.db import Database
+from service.errors import ServiceError
+from service.logs import log
+from service.projects import router as projects
+from service.settings import Settings
+from service.submissions import router as submissions
+
+__all__ = ["create_app"]
+
+_SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+}
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the app for ``settings`` (read from ``PPRL_*`` when not given)."""
+    settings = settings or Settings()
+    db = db or Database(settings.url)
+    app = FastAPI(
+        title="pprl",
+        version="0.1.0",
+        summary="Privacy-preserving record linkage for local public services.",
+        docs_url="/docs",
+    )
+    app.state.pprl = AppState(
+        settings=settings,
+        db=db,
+        enclave_public_key=load_enclave_public_key(settings.enclave_public_key_path),
+    )
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id", "")
+        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+            rid = uuid.uuid4().hex
+        context.request_id.set(rid)
+        context.client_address.set(request.client.host if request.client else None)
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers.update(_SECURITY_HEADERS)
+        response.headers["X-Request-ID"] = rid
+        log("request", method=request.method, path=request.url.path, status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
+        return response
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status,
+                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        detail = (
+            f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
+        )
+        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        # never echo the exception: it could hold anything
+        log("internal error", error_type=type(exc).__name__)
+        return JSONResponse({"error": "internal error", "detail": "see the server log for the request id"},
+                            status_code=500)  # fmt: skip
+
+    app.include_router(meta.router)
+    app.include_router(tokens.router)
+    app.include_router(projects.router)
+    app.include_router(submissions.router)
+    return app

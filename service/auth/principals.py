@@ -1,0 +1,144 @@
+"""Principals (token holders), their roles and project membership."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.audit import Actor, record
+from service.auth.tokens import digest, new_token, same_digest
+from service.db.models import Principal, Project, ProjectMember
+from service.errors import BadRequest, Conflict, NotFound, Unauthorized
+
+__all__ = [
+    "ROLES",
+    "Authenticated",
+    "authenticate",
+    "create_principal",
+    "is_member",
+    "revoke_principal",
+]
+
+ROLES = ("admin", "partner", "analyst", "dpo")
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The caller of a request, as far as authorisation needs to know."""
+
+    id: str
+    name: str
+    role: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.name, self.role)
+
+
+def authenticate(session: Session, token: str | None) -> Authenticated:
+    """The principal holding ``token``; :class:`Unauthorized` if none, revoked or expired."""
+    if not token:
+        raise Unauthorized("missing bearer token (set PPRL_TOKEN or the Authorization header)")
+    wanted = digest(token)
+    row = session.execute(select(Principal).where(Principal.token_digest == wanted)).scalar()
+    if row is None or not same_digest(row.token_digest, wanted):
+        raise Unauthorized("unknown token")
+    now = datetime.now(UTC)
+    if row.revoked_at is not None:
+        raise Unauthorized("this token has been revoked")
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        raise Unauthorized("this token has expired")
+    return Authenticated(row.id, row.name, row.role)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; every stored time is UTC
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def create_principal(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    by: Actor,
+    projects: list[str] | None = None,
+    expires_days: float | None = None,
+) -> tuple[Principal, str]:
+    """Create a principal and its token; returns the row and the token (shown once)."""
+    if role not in ROLES:
+        raise BadRequest(f"role {role!r} is not one of {', '.join(ROLES)}")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise BadRequest("name must be 1-200 characters")
+    if session.execute(select(Principal.id).where(Principal.name == name)).first():
+        raise Conflict(f"a principal named {name!r} already exists")
+    token = new_token()
+    now = datetime.now(UTC)
+    principal = Principal(
+        id=str(uuid.uuid4()),
+        name=name,
+        role=role,
+        token_digest=digest(token),
+        created_at=now,
+        expires_at=now + timedelta(days=expires_days) if expires_days else None,
+        revoked_at=None,
+    )
+    session.add(principal)
+    session.flush()
+    for ref in projects or []:
+        project = find_project(session, ref)
+        session.add(ProjectMember(project_id=project.id, principal_id=principal.id))
+    record(
+        session,
+        actor=by,
+        action="token.created",
+        subject=name,
+        details={
+            "principal_id": principal.id,
+            "role": role,
+            "projects": list(projects or []),
+            "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
+        },
+    )
+    return principal, token
+
+
+def revoke_principal(session: Session, *, name_or_id: str, by: Actor) -> Principal:
+    """Revoke a principal's token (idempotent; the row stays for the audit trail)."""
+    row = session.execute(
+        select(Principal).where((Principal.id == name_or_id) | (Principal.name == name_or_id))
+    ).scalar()
+    if row is None:
+        raise NotFound(f"no principal {name_or_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        record(session, actor=by, action="token.revoked", subject=row.name,
+               details={"principal_id": row.id, "role": row.role})  # fmt: skip
+    return row
+
+
+def find_project(session: Session, ref: str) -> Project:
+    """A project by id or name."""
+    row = session.execute(
+        select(Project).where((Project.id == ref) | (Project.name == ref))
+    ).scalar()
+    if row is None:
+        raise NotFound(f"no project {ref!r}")
+    return row
+
+
+def is_member(session: Session, project_id: str, principal_id: str) -> bool:
+    return (
+        session.execute(
+            select(ProjectMember.principal_id).where(
+                ProjectMember.project_id == project_id,
+                ProjectMember.principal_id == principal_id,
+            )
+        ).first()
+        is not None
+    )

@@ -1,0 +1,132 @@
+"""Sealing files to the enclave: X25519 ECDH + HKDF-SHA256 + AES-256-GCM, in chunks.
+
+Format (all integers big-endian)::
+
+    header = MAGIC(12) | ephemeral X25519 public key(32) | salt(16) | chunk size(4)
+    body   = chunk_0 | chunk_1 | ... | chunk_n       each = AES-GCM(plaintext) + tag(16)
+
+The file key is HKDF(ECDH(ephemeral, enclave), salt, info = label | both public keys).
+Chunk i is encrypted with nonce = i (11 bytes) | last-flag (1 byte) and the header as
+associated data. So every chunk is authenticated; a reordered chunk fails (wrong
+counter), a truncated file fails (no chunk carries the last flag), appended bytes fail,
+and a changed header fails. Memory use is one chunk, whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = ["DEFAULT_CHUNK", "MAGIC", "SealError", "open_sealed", "seal_file", "seal_stream"]
+
+MAGIC = b"PPRL-SEAL-v1"
+DEFAULT_CHUNK = 1 << 20
+_TAG = 16
+_HEADER = len(MAGIC) + 32 + 16 + 4
+_MAX_CHUNK = 64 << 20
+
+
+class SealError(Exception):
+    """A sealed blob is corrupt, truncated, reordered or sealed to another key."""
+
+
+def _raw(key: X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _file_key(shared: bytes, salt: bytes, ephemeral: bytes, recipient: bytes) -> AESGCM:
+    hkdf = HKDF(hashes.SHA256(), 32, salt, b"pprl seal v1" + ephemeral + recipient)
+    return AESGCM(hkdf.derive(shared))
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+def seal_stream(
+    source: BinaryIO, sink: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
+) -> str:
+    """Seal everything read from ``source`` into ``sink``; return the plaintext's SHA-256."""
+    ephemeral = X25519PrivateKey.generate()
+    eph_raw, rec_raw = _raw(ephemeral.public_key()), _raw(recipient)
+    salt = os.urandom(16)
+    header = MAGIC + eph_raw + salt + struct.pack(">I", chunk)
+    aead = _file_key(ephemeral.exchange(recipient), salt, eph_raw, rec_raw)
+    sink.write(header)
+    digest = hashlib.sha256()
+    index = 0
+    current = source.read(chunk)
+    while True:
+        following = source.read(chunk) if len(current) == chunk else b""
+        last = not following
+        digest.update(current)
+        sink.write(aead.encrypt(_nonce(index, last), current, header))
+        if last:
+            return digest.hexdigest()
+        current = following
+        index += 1
+
+
+def seal_file(
+    source: Path, target: Path, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
+) -> str:
+    """Seal ``source`` to ``target`` atomically (temp name, fsync, rename); return SHA-256."""
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        with source.open("rb") as src, tmp.open("xb") as dst:
+            os.chmod(tmp, 0o600)
+            digest = seal_stream(src, dst, recipient, chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
+    """Yield the plaintext chunks of a sealed blob, raising :class:`SealError` on tampering.
+
+    A chunk is only yielded once it authenticated; callers must still treat the stream
+    as incomplete until the generator finishes without error.
+    """
+    with path.open("rb") as fh:
+        header = fh.read(_HEADER)
+        if len(header) != _HEADER or not header.startswith(MAGIC):
+            raise SealError(f"{path.name}: not a sealed pprl blob")
+        eph_raw = header[len(MAGIC) : len(MAGIC) + 32]
+        salt = header[len(MAGIC) + 32 : len(MAGIC) + 48]
+        (chunk,) = struct.unpack(">I", header[-4:])
+        if not 0 < chunk <= _MAX_CHUNK:
+            raise SealError(f"{path.name}: corrupt header")
+        ephemeral = X25519PublicKey.from_public_bytes(eph_raw)
+        aead = _file_key(
+            private_key.exchange(ephemeral), salt, eph_raw, _raw(private_key.public_key())
+        )
+        index = 0
+        current = fh.read(chunk + _TAG)
+        while True:
+            following = fh.read(chunk + _TAG) if len(current) == chunk + _TAG else b""
+            last = not following
+            try:
+                plain = aead.decrypt(_nonce(index, last), current, header)
+            except InvalidTag:
+                raise SealError(
+                    f"{path.name}: chunk {index} failed authentication "
+                    "(tampered, truncated, reordered, or sealed to another key)"
+                ) from None
+            yield plain
+            if last:
+                return
+            current = following
+            index += 1

@@ -1,0 +1,167 @@
+"""The database schema as SQLAlchemy 2 models. The schema itself is only ever built by
+the Alembic migrations in ``migrations/``; these classes are how the code reads it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuditHead",
+    "Base",
+    "Principal",
+    "Project",
+    "ProjectMember",
+    "Result",
+    "Run",
+    "Submission",
+]
+
+UTC_DATETIME = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Principal(Base):
+    """Someone (or something) holding a bearer token, with one role."""
+
+    __tablename__ = "principals"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    expires_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+
+
+class Project(Base):
+    """A linkage project: its purpose, legal basis, agreement, spec and policy."""
+
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    agreement: Mapped[str] = mapped_column(Text)
+    spec_json: Mapped[str] = mapped_column(Text)
+    spec_fingerprint: Mapped[str] = mapped_column(String(80))
+    disclosure_json: Mapped[str] = mapped_column(
+        Text
+    )  # the policy in force (may override the spec's)
+    key_check_value: Mapped[str | None] = mapped_column(String(16))
+    retention_days: Mapped[int] = mapped_column(Integer)
+    epsilon_spent: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), primary_key=True)
+
+
+class Submission(Base):
+    """One partner's hashed extract, sealed to the enclave; superseded by its next one."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (UniqueConstraint("project_id", "partner_id", "version"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_path: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    purged_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+
+
+class Run(Base):
+    """A linkage run, queued by an analyst and claimed by an enclave worker."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    stage: Mapped[str] = mapped_column(String(60), default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    params_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    started_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    finished_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    lease_until: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Result(Base):
+    """The released (disclosure-controlled) figures of a finished run. Aggregates only."""
+
+    __tablename__ = "results"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    released_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+
+
+class AuditEvent(Base):
+    """One append-only, hash-chained audit event (UPDATE/DELETE refused by triggers)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, exactly as hashed
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(100))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last sequence number and hash. Locking it serialises writers."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """An Ed25519 signature over (sequence, head hash)."""
+
+    __tablename__ = "audit_checkpoints"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)

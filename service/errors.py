@@ -1,0 +1,54 @@
+"""Service errors. Each carries its HTTP status; one handler in ``service.app`` turns any
+of them into ``{"error": ..., "detail": ...}``. Messages are safe to show: they never
+contain record values, tokens or secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "Unauthorized",
+    "Unprocessable",
+]
+
+
+class ServiceError(Exception):
+    status = 400
+    error = "bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ServiceError):
+    status, error = 400, "bad request"
+
+
+class Unauthorized(ServiceError):
+    status, error = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, error = 403, "forbidden"
+
+
+class NotFound(ServiceError):
+    status, error = 404, "not found"
+
+
+class Conflict(ServiceError):
+    status, error = 409, "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status, error = 413, "payload too large"
+
+
+class Unprocessable(ServiceError):
+    status, error = 422, "unprocessable"

@@ -1,0 +1,54 @@
+"""HTTP routes of projects (HTTP only: rules live in ``service.projects.service``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+
+from service.api.deps import Caller, DbSession, State, member_project, require_role
+from service.auth import find_project, is_member
+from service.db.models import Project
+from service.projects import service
+from service.projects.schemas import MemberAdd, ProjectCreate, ProjectOut
+
+router = APIRouter(prefix="/v1/projects", tags=["projects"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
+def create_project(
+    body: ProjectCreate, state: State, session: DbSession, caller: Caller
+) -> ProjectOut:
+    """Create a linkage project (admin): purpose, legal basis, agreement, spec, policy, members."""
+    require_role(state, caller, "create projects", "admin")
+    project = service.create_project(session, body, by=caller.actor)
+    return service.project_out(session, project)
+
+
+@router.get("", response_model=list[ProjectOut])
+def list_projects(state: State, session: DbSession, caller: Caller) -> list[ProjectOut]:
+    """Projects the caller can see: all for admin and DPO, its own for partners and analysts."""
+    rows = session.execute(select(Project).order_by(Project.created_at)).scalars()
+    if caller.role not in ("admin", "dpo"):
+        rows = (p for p in rows if is_member(session, p.id, caller.id))  # type: ignore[assignment]
+    return [service.project_out(session, p) for p in rows]
+
+
+@router.get("/{project_id}", response_model=ProjectOut)
+def get_project(project_id: str, state: State, session: DbSession, caller: Caller) -> ProjectOut:
+    """One project's description (members see their own; admin and DPO see all)."""
+    if caller.role == "dpo":
+        project = find_project(session, project_id)
+    else:
+        project = member_project(state, session, caller, project_id, "read projects",
+                                 roles=("admin", "partner", "analyst"))  # fmt: skip
+    return service.project_out(session, project)
+
+
+@router.post("/{project_id}/members", response_model=ProjectOut)
+def add_member(
+    project_id: str, body: MemberAdd, state: State, session: DbSession, caller: Caller
+) -> ProjectOut:
+    """Add a principal to a project (admin)."""
+    project = member_project(state, session, caller, project_id, "manage members", roles=("admin",))
+    service.add_member(session, project, body.principal, by=caller.actor)
+    return service.project_out(session, project)

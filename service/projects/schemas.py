@@ -1,0 +1,51 @@
+"""Request and response bodies of the projects API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["MemberAdd", "ProjectCreate", "ProjectOut"]
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    purpose: str = Field("", max_length=5000, description="why the linkage is done")
+    legal_basis: str = Field("", max_length=2000, description="e.g. UK GDPR Art 6(1)(e), 9(2)(h)")
+    agreement: str = Field("", max_length=500, description="data-sharing agreement reference")
+    spec: dict[str, Any] = Field(description="the linkage spec (see examples/spec-uk.json)")
+    disclosure: dict[str, Any] | None = Field(
+        None, description="disclosure policy overriding the spec's (same shape)"
+    )
+    retention_days: int = Field(365, ge=1, le=3650, description="sealed extracts kept this long")
+    members: list[str] = Field(default_factory=list, description="principal names")
+    key_check_value: str | None = Field(
+        None, pattern=r"^[0-9a-f]{16}$", description="else taken from the first submission"
+    )
+
+
+class MemberAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    principal: str = Field(min_length=1, max_length=200, description="name or id")
+
+
+class ProjectOut(BaseModel):
+    id: str
+    name: str
+    purpose: str
+    legal_basis: str
+    agreement: str
+    spec_fingerprint: str
+    key_check_value: str | None
+    retention_days: int
+    disclosure: dict[str, Any]
+    spec: dict[str, Any]
+    members: list[dict[str, str]]
+    created_at: datetime
+    created_by: str
+    epsilon_spent: float

@@ -1,0 +1,99 @@
+"""HTTP routes of submissions: the streaming upload and the partner's receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+from fastapi import APIRouter, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import AppState, Caller, DbSession, State, member_project
+from service.auth import Authenticated
+from service.errors import BadRequest, PayloadTooLarge
+from service.submissions import service
+from service.submissions.schemas import SubmissionOut
+
+router = APIRouter(prefix="/v1/projects/{project_id}/submissions", tags=["submissions"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The hashed Parquet extract written by `pprl hash`, as the raw body.",
+        "content": {
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubmissionOut,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        409: {"description": "identical to the current submission"},
+        413: {"description": "larger than PPRL_MAX_UPLOAD_BYTES"},
+        422: {"description": "not an acceptable hashed extract"},
+    },
+)
+async def upload(project_id: str, request: Request, state: State, caller: Caller) -> SubmissionOut:
+    """Submit a hashed extract (partner). Streams to disk, validates, seals to the enclave.
+
+    The previous submission of the same partner, if any, is superseded. A rejected or
+    interrupted upload leaves nothing behind.
+    """
+    pid = await run_in_threadpool(_authorise_upload, state, caller, project_id)
+    limit = state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        service.audit_rejection(state, caller, pid, "too_large", "upload too large", int(declared))
+        raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
+    state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = state.settings.incoming_dir / f"{uuid.uuid4()}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
+                digest.update(chunk)
+                fh.write(chunk)
+    except PayloadTooLarge as exc:
+        target.unlink(missing_ok=True)
+        service.audit_rejection(state, caller, pid, "too_large", exc.detail, size)
+        raise
+    except BaseException:
+        # client went away mid-upload (or the server is stopping): leave nothing behind
+        target.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        target.unlink(missing_ok=True)
+        service.audit_rejection(state, caller, pid, "empty", "the upload is empty", 0)
+        raise BadRequest("the upload is empty: send the hashed Parquet file as the request body")
+    return await run_in_threadpool(
+        service.accept_upload, state, caller, pid, target, digest.hexdigest(), size
+    )
+
+
+def _authorise_upload(state: AppState, caller: Authenticated, project_id: str) -> str:
+    with state.db.transaction() as session:
+        project = member_project(state, session, caller, project_id, "submit extracts",
+                                 roles=("partner",))  # fmt: skip
+        return project.id
+
+
+@router.get("", response_model=list[SubmissionOut])
+def list_submissions(
+    project_id: str, state: State, session: DbSession, caller: Caller
+) -> list[SubmissionOut]:
+    """Submissions of a project: a partner sees its own; analysts and admins see all."""
+    project = member_project(state, session, caller, project_id, "list submissions",
+                             roles=("admin", "partner", "analyst"))  # fmt: skip
+    own = caller.id if caller.role == "partner" else None
+    return service.list_submissions(session, project.id, own)
