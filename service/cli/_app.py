@@ -89,3 +89,16 @@ def progress(total_label: str = "rows") -> Progress:
         console=err,
         transient=False,
     )
+
+
+@contextmanager
+def api_client() -> Iterator[Any]:
+    """A :class:`service.client.Client` from ``PPRL_URL``/``PPRL_TOKEN``/``PPRL_CA_BUNDLE``;
+    any request failure becomes one sentence and a non-zero exit."""
+    from service.client import Client, ClientError
+
+    try:
+        with Client() as client:
+            yield client
+    except ClientError as exc:
+        fail(str(exc))

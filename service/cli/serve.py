@@ -1,5 +1,64 @@
-"""`pprl` commands: serve (being built)."""
+"""`pprl serve`: the API over HTTPS (and an embedded enclave worker)."""
 
 from __future__ import annotations
 
-from service.cli._app import app  # noqa: F401
+import ipaddress
+from pathlib import Path
+
+import typer
+
+from service.cli._app import app, fail
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    port: int = typer.Option(8443, "--port", help="Port to bind."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="Certificate chain (PEM)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="Private key (PEM)."),
+    worker: bool = typer.Option(True, "--worker/--no-worker", help="Run an enclave worker too."),
+) -> None:
+    """Serve the API (HTTPS) with an embedded enclave worker. Refuses plain HTTP off loopback."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.crypto import KeyFileError
+    from service.logs import configure_logging
+    from service.settings import Settings
+
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key, or neither")
+    if tls_cert is None and not is_loopback(host):
+        fail(f"refusing to serve plain HTTP on {host}: pass --tls-cert and --tls-key")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            fail(f"{path}: file not found")
+    try:
+        settings = Settings()
+        if not worker:
+            settings.worker_embedded = False
+        application = create_app(settings)
+    except KeyFileError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"settings: {exc}")
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )

@@ -1,0 +1,114 @@
+"""The HTTP client behind the client commands (`pprl submit`, `pprl run`, ...).
+
+Verifies the server certificate against ``PPRL_CA_BUNDLE`` (or the system store),
+retries connection failures with backoff, and turns error responses into one sentence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.settings import ClientSettings
+
+__all__ = ["Client", "ClientError"]
+
+
+class ClientError(Exception):
+    """A request failed; the message is the server's one-sentence explanation."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    """A thin, typed wrapper over ``httpx.Client`` for the pprl API."""
+
+    def __init__(self, settings: ClientSettings | None = None, timeout: float = 60.0) -> None:
+        self.settings = settings or ClientSettings()
+        token = self.settings.token.get_secret_value() if self.settings.token else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: Any = str(self.settings.ca_bundle) if self.settings.ca_bundle else True
+        if self.settings.ca_bundle and not Path(self.settings.ca_bundle).is_file():
+            raise ClientError(f"PPRL_CA_BUNDLE: {self.settings.ca_bundle} not found")
+        self._http = httpx.Client(
+            base_url=self.settings.url.rstrip("/"),
+            headers=headers,
+            verify=verify,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request (retrying connection failures) and return the decoded JSON."""
+        response = self._with_retries(lambda: self._http.request(method, path, **kwargs))
+        return self._decode(response)
+
+    def upload(
+        self, path: str, file: Path, on_progress: Callable[[int], None] | None = None
+    ) -> Any:
+        """Stream ``file`` as the raw request body, reporting bytes sent."""
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            with file.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    sent += len(chunk)
+                    if on_progress:
+                        on_progress(sent)
+                    yield chunk
+
+        size = file.stat().st_size
+        headers = {"Content-Type": "application/vnd.apache.parquet", "Content-Length": str(size)}
+        response = self._with_retries(
+            lambda: self._http.post(path, content=body(), headers=headers, timeout=None)
+        )
+        return self._decode(response)
+
+    def _with_retries(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        attempts = max(self.settings.retries, 0) + 1
+        for attempt in range(attempts):
+            try:
+                return send()
+            except httpx.ConnectError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise ClientError(
+                        f"{self.settings.url}: the server certificate is not trusted "
+                        "(set PPRL_CA_BUNDLE to the service's CA certificate)"
+                    ) from None
+                if attempt + 1 == attempts:
+                    raise ClientError(
+                        f"{self.settings.url}: cannot connect after {attempts} attempts "
+                        "(is the service running? check PPRL_URL)"
+                    ) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                if attempt + 1 == attempts:
+                    raise ClientError(
+                        f"{self.settings.url}: the connection broke {attempts} times"
+                    ) from None
+            time.sleep(min(0.5 * 2**attempt, 8))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json()
+        try:
+            body = response.json()
+            message = str(body.get("detail") or body.get("error"))
+        except ValueError:
+            message = response.reason_phrase
+        raise ClientError(f"{message} (HTTP {response.status_code})", response.status_code)
