@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from service import context
 from service.api import meta, tokens
-from service.api.deps import AppState
+from service.api.deps import AppState, record_denial
 from service.crypto import load_enclave_public_key
 from service.db import Database
 from service.errors import ServiceError
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return response
 
     @app.exception_handler(ServiceError)
-    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        if exc.audit is not None:
+            await run_in_threadpool(record_denial, request.app.state.pprl, exc)
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status,
                             headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)  # fmt: skip
 

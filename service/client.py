@@ -6,6 +6,7 @@ retries connection failures with backoff, and turns error responses into one sen
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +34,11 @@ class Client:
         self.settings = settings or ClientSettings()
         token = self.settings.token.get_secret_value() if self.settings.token else None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        verify: Any = str(self.settings.ca_bundle) if self.settings.ca_bundle else True
-        if self.settings.ca_bundle and not Path(self.settings.ca_bundle).is_file():
-            raise ClientError(f"PPRL_CA_BUNDLE: {self.settings.ca_bundle} not found")
+        verify: Any = True
+        if self.settings.ca_bundle is not None:
+            if not Path(self.settings.ca_bundle).is_file():
+                raise ClientError(f"PPRL_CA_BUNDLE: {self.settings.ca_bundle} not found")
+            verify = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
         self._http = httpx.Client(
             base_url=self.settings.url.rstrip("/"),
             headers=headers,

@@ -24,6 +24,9 @@ class ServiceError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        # set by ``service.api.deps.deny``: the refusal is audited by the error handler,
+        # after the request's own transaction has been rolled back
+        self.audit: dict[str, object] | None = None
 
 
 class BadRequest(ServiceError):

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ClientSettings", "Settings"]
@@ -108,3 +108,8 @@ class ClientSettings(BaseSettings):
     token: SecretStr | None = Field(None, description="your bearer token")
     ca_bundle: Path | None = Field(None, description="CA certificate(s) to verify the server")
     retries: int = Field(3, description="retries on connection failures")
+
+    @field_validator("ca_bundle", "token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

@@ -30,6 +30,7 @@ __all__ = [
     "State",
     "deny",
     "member_project",
+    "record_denial",
     "require_role",
 ]
 
@@ -71,18 +72,29 @@ def deny(
     action: str,
     project_id: str | None = None,
 ) -> ServiceError:
-    """Audit a refusal in its own transaction and return the error to raise."""
+    """Mark ``error`` as a refusal to audit, and return it to raise.
+
+    The event is written by the app's error handler once the request's transaction has
+    been rolled back (writing it here would deadlock on SQLite and be rolled back anyway).
+    """
+    error.audit = {"actor": actor, "action": action, "project_id": project_id}
+    return error
+
+
+def record_denial(state: AppState, error: ServiceError) -> None:
+    """Write the audit event of a refusal marked by :func:`deny`, in its own transaction."""
+    info = error.audit or {}
+    actor = info.get("actor")
     with state.db.transaction() as session:
         record(
             session,
-            actor=actor,
+            actor=actor if isinstance(actor, Actor) else ANONYMOUS,
             action="access.denied",
             outcome="denied",
-            project_id=project_id,
-            subject=action,
+            project_id=str(info["project_id"]) if info.get("project_id") else None,
+            subject=str(info.get("action")),
             details={"status": error.status, "reason": error.detail},
         )
-    return error
 
 
 def get_caller(

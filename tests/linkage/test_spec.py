@@ -24,17 +24,35 @@ def mutated(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["identifiers"][2].update(type="postcde"), r"identifiers\[2\]\.type: unknown type 'postcde'"),
-        (lambda d: d["attributes"][0].update(source="dobb"), r"attributes\[0\]\.source: no identifier named 'dobb'"),
-        (lambda d: d["identifiers"].append({"name": "forename", "type": "forename"}), r"identifiers\[6\]\.name: duplicate name 'forename'"),
+        (
+            lambda d: d["identifiers"][2].update(type="postcde"),
+            r"identifiers\[2\]\.type: unknown type 'postcde'",
+        ),
+        (
+            lambda d: d["attributes"][0].update(source="dobb"),
+            r"attributes\[0\]\.source: no identifier named 'dobb'",
+        ),
+        (
+            lambda d: d["identifiers"].append({"name": "forename", "type": "forename"}),
+            r"identifiers\[6\]\.name: duplicate name 'forename'",
+        ),
         (lambda d: d["matching"].update(threshold=2), r"matching\.threshold: "),
-        (lambda d: d["matching"].update(blocking=[["surname.nope"]]), r"matching\.blocking\[0\]\[0\]: 'surname' has no variant 'nope'"),
+        (
+            lambda d: d["matching"].update(blocking=[["surname.nope"]]),
+            r"matching\.blocking\[0\]\[0\]: 'surname' has no variant 'nope'",
+        ),
         (lambda d: d.update(identifiers=[]), r"^identifiers: "),
         (lambda d: d.update(colour="blue"), r"colour: unknown key"),
         (lambda d: d["encoding"].update(token_bits=12), r"encoding\.token_bits: "),
         (lambda d: d["disclosure"].update(style="magic"), r"disclosure\.style: "),
-        (lambda d: d["attributes"][3].update(values=[]), r"attributes\[3\]: a category attribute needs 'values'"),
-        (lambda d: d["identifiers"][0].update(name="NHS number!"), r"identifiers\[0\]\.name: invalid name"),
+        (
+            lambda d: d["attributes"][3].update(values=[]),
+            r"attributes\[3\]: a category attribute needs 'values'",
+        ),
+        (
+            lambda d: d["identifiers"][0].update(name="NHS number!"),
+            r"identifiers\[0\]\.name: invalid name",
+        ),
         (lambda d: d.pop("reference_date"), r"reference_date: required but missing"),
     ],
 )

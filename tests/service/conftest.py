@@ -58,10 +58,10 @@ def pg_template(worker_id: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     migrate(_sa_url(name))
     with _pg_conn() as conn:
-        conn.execute(f"ALTER DATABASE \"{name}\" WITH is_template = true")
+        conn.execute(f'ALTER DATABASE "{name}" WITH is_template = true')
     yield name
     with _pg_conn() as conn:
-        conn.execute(f"ALTER DATABASE \"{name}\" WITH is_template = false")
+        conn.execute(f'ALTER DATABASE "{name}" WITH is_template = false')
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -96,24 +96,38 @@ class Service:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def token(self, name: str, role: str, projects: list[str] | None = None) -> str:
-        r = self.http.post("/v1/tokens", headers=self.as_(self.admin),
-                           json={"name": name, "role": role, "projects": projects or []})
+        r = self.http.post(
+            "/v1/tokens",
+            headers=self.as_(self.admin),
+            json={"name": name, "role": role, "projects": projects or []},
+        )
         assert r.status_code == 201, r.text
         self.tokens[name] = r.json()["token"]
         return self.tokens[name]
 
-    def project(self, name: str = "frequent-users", members: list[str] | None = None, **extra: Any) -> str:
+    def project(
+        self, name: str = "frequent-users", members: list[str] | None = None, **extra: Any
+    ) -> str:
         spec = load_spec(EXAMPLE_SPEC).model_dump(mode="json")
-        body = {"name": name, "purpose": "test", "legal_basis": "6(1)(e)", "agreement": "DSA-1",
-                "spec": spec, "members": members or [], **extra}
+        body = {
+            "name": name,
+            "purpose": "test",
+            "legal_basis": "6(1)(e)",
+            "agreement": "DSA-1",
+            "spec": spec,
+            "members": members or [],
+            **extra,
+        }
         r = self.http.post("/v1/projects", headers=self.as_(self.admin), json=body)
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
     def upload(self, token: str, data: bytes, project: str | None = None) -> Any:
-        return self.http.post(f"/v1/projects/{project or self.project_id}/submissions",
-                              headers={**self.as_(token), "Content-Type": "application/vnd.apache.parquet"},
-                              content=data)
+        return self.http.post(
+            f"/v1/projects/{project or self.project_id}/submissions",
+            headers={**self.as_(token), "Content-Type": "application/vnd.apache.parquet"},
+            content=data,
+        )
 
     def audit_actions(self) -> list[tuple[str, str]]:
         from sqlalchemy import select
@@ -122,13 +136,19 @@ class Service:
 
         state = self.http.app.state.pprl  # type: ignore[attr-defined]
         with state.db.transaction() as s:
-            return [(e.action, e.outcome) for e in s.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()]
+            return [
+                (e.action, e.outcome)
+                for e in s.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+            ]
 
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[arg-type]
-                    worker_embedded=False)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,  # type: ignore[arg-type]
+        worker_embedded=False,
+    )
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from service.crypto import SealError, load_enclave_private_key, open_sealed
 from tests.service.conftest import Service
 
 
-def _files(service: Service) -> list[str]:
-    data = service.settings.data_dir
-    return sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()
-                  and p.parts[-2] in ("incoming",) or p.suffix in (".sealed", ".partial", ".part"))
-
-
 def test_accept_then_supersede(project_service: Service, hashed_extracts: dict[str, Path]) -> None:
     s = project_service
     data = hashed_extracts["housing"].read_bytes()
@@ -28,7 +22,10 @@ def test_accept_then_supersede(project_service: Service, hashed_extracts: dict[s
     receipt = r.json()
     assert receipt["version"] == 1 and receipt["status"] == "current"
     assert receipt["rows"] == pq.read_metadata(hashed_extracts["housing"]).num_rows
-    assert r.headers["cache-control"] == "no-store" and "max-age" in r.headers["strict-transport-security"]
+    assert (
+        r.headers["cache-control"] == "no-store"
+        and "max-age" in r.headers["strict-transport-security"]
+    )
     assert r.headers["x-request-id"]
     # the project now has the key check value of the first submission
     project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
@@ -40,13 +37,20 @@ def test_accept_then_supersede(project_service: Service, hashed_extracts: dict[s
     police_file = hashed_extracts["police"].read_bytes()
     r2 = s.upload(s.tokens["housing"], police_file)
     assert r2.status_code == 201 and r2.json()["version"] == 2
-    subs = s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["housing"])).json()
+    subs = s.http.get(
+        f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["housing"])
+    ).json()
     assert [(x["version"], x["status"]) for x in subs] == [(1, "superseded"), (2, "current")]
     actions = s.audit_actions()
     assert ("submission.accepted", "ok") in actions and ("submission.superseded", "ok") in actions
     assert ("submission.rejected", "rejected") in actions  # the duplicate
     # a partner sees only its own submissions
-    assert s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["police"])).json() == []
+    assert (
+        s.http.get(
+            f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["police"])
+        ).json()
+        == []
+    )
 
 
 def _mutate(path: Path, change) -> bytes:  # type: ignore[no-untyped-def]
@@ -58,9 +62,13 @@ def _mutate(path: Path, change) -> bytes:  # type: ignore[no-untyped-def]
     return buf.getvalue()
 
 
-def _plaintext_names(table: pa.Table, meta: dict[bytes, bytes]) -> tuple[pa.Table, dict[bytes, bytes]]:
+def _plaintext_names(
+    table: pa.Table, meta: dict[bytes, bytes]
+) -> tuple[pa.Table, dict[bytes, bytes]]:
     names = pa.array([f"SURNAME{i:09d}".encode() for i in range(table.num_rows)], pa.binary(16))
-    return table.set_column(table.schema.get_field_index("t_surname_exact"), "t_surname_exact", names), meta
+    return table.set_column(
+        table.schema.get_field_index("t_surname_exact"), "t_surname_exact", names
+    ), meta
 
 
 @pytest.mark.parametrize(
@@ -69,43 +77,96 @@ def _plaintext_names(table: pa.Table, meta: dict[bytes, bytes]) -> tuple[pa.Tabl
         (lambda f: b"", 400, "the upload is empty"),
         (lambda f: b"name,dob\nAnn,1980-01-01\n", 422, "not a Parquet file"),
         (lambda f: f.read_bytes()[: len(f.read_bytes()) // 2], 422, "not a Parquet file"),
-        (lambda f: _mutate(f, lambda t, m: (t.drop(["t_dob_year"]), m)), 422, "missing column 't_dob_year'"),
-        (lambda f: _mutate(f, lambda t, m: (t.append_column("notes", pa.array(["x"] * t.num_rows)), m)), 422,
-         "unexpected column 'notes'"),
-        (lambda f: _mutate(f, lambda t, m: (t.append_column("forename", pa.array(["ANN"] * t.num_rows)), m)), 422,
-         "plaintext identifier"),
+        (
+            lambda f: _mutate(f, lambda t, m: (t.drop(["t_dob_year"]), m)),
+            422,
+            "missing column 't_dob_year'",
+        ),
+        (
+            lambda f: _mutate(
+                f, lambda t, m: (t.append_column("notes", pa.array(["x"] * t.num_rows)), m)
+            ),
+            422,
+            "unexpected column 'notes'",
+        ),
+        (
+            lambda f: _mutate(
+                f, lambda t, m: (t.append_column("forename", pa.array(["ANN"] * t.num_rows)), m)
+            ),
+            422,
+            "plaintext identifier",
+        ),
         (lambda f: _mutate(f, _plaintext_names), 422, "Run `pprl hash`"),
-        (lambda f: _mutate(f, lambda t, m: (t, {k: v for k, v in m.items() if k != MANIFEST_KEY})), 422,
-         "no pprl manifest"),
+        (
+            lambda f: _mutate(
+                f, lambda t, m: (t, {k: v for k, v in m.items() if k != MANIFEST_KEY})
+            ),
+            422,
+            "no pprl manifest",
+        ),
         (lambda f: _mutate(f, lambda t, m: (t.slice(0, 10), m)), 422, "altered after `pprl hash`"),
-        (lambda f: _mutate(f, lambda t, m: (t.set_column(t.schema.get_field_index("a_area"), "a_area",
-                                                         pa.array(["SW1A 1AA"] * t.num_rows)), m)), 422,
-         "a_area"),
+        (
+            lambda f: _mutate(
+                f,
+                lambda t, m: (
+                    t.set_column(
+                        t.schema.get_field_index("a_area"),
+                        "a_area",
+                        pa.array(["SW1A 1AA"] * t.num_rows),
+                    ),
+                    m,
+                ),
+            ),
+            422,
+            "a_area",
+        ),
     ],
-    ids=["empty", "csv", "truncated", "missing-column", "extra-column", "plaintext-column",
-         "plaintext-in-tokens", "no-manifest", "rows-altered", "fine-grained-area"],
+    ids=[
+        "empty",
+        "csv",
+        "truncated",
+        "missing-column",
+        "extra-column",
+        "plaintext-column",
+        "plaintext-in-tokens",
+        "no-manifest",
+        "rows-altered",
+        "fine-grained-area",
+    ],
 )
 def test_bad_uploads_are_refused_and_leave_nothing(
-    project_service: Service, hashed_extracts: dict[str, Path], make, status: int, message: str  # type: ignore[no-untyped-def]
+    project_service: Service,
+    hashed_extracts: dict[str, Path],
+    make,
+    status: int,
+    message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     s = project_service
     r = s.upload(s.tokens["housing"], make(hashed_extracts["housing"]))
     assert r.status_code == status, r.text
     assert message in r.json()["detail"]
-    assert not list(s.settings.data_dir.rglob("*.sealed")) and not list(s.settings.data_dir.rglob("*.part"))
-    assert s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
+    assert not list(s.settings.data_dir.rglob("*.sealed")) and not list(
+        s.settings.data_dir.rglob("*.part")
+    )
+    assert (
+        s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
+    )
     assert s.audit_actions()[-1] == ("submission.rejected", "rejected")
     assert s.http.get("/healthz").status_code == 200
 
 
-def test_wrong_secret_is_caught_at_upload(project_service: Service, hashed_extracts: dict[str, Path]) -> None:
+def test_wrong_secret_is_caught_at_upload(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
     s = project_service
     assert s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes()).status_code == 201
     r = s.upload(s.tokens["police"], hashed_extracts["wrong_secret"].read_bytes())
     assert r.status_code == 422 and "different secret" in r.json()["detail"]
 
 
-def test_oversize_upload_gets_413(project_service: Service, hashed_extracts: dict[str, Path]) -> None:
+def test_oversize_upload_gets_413(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
     s = project_service
     s.settings.max_upload_bytes = 1000
     r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes())

@@ -65,7 +65,9 @@ def test_invalid_values_become_missing_and_are_counted(spec: Spec, key: bytes) -
 
 def test_missing_column_is_one_clear_error(spec: Spec, key: bytes) -> None:
     table = extract([ROW]).drop(["date_of_birth"])
-    with pytest.raises(InputError, match=r"missing column 'date_of_birth' \(for dob\).*--column dob="):
+    with pytest.raises(
+        InputError, match=r"missing column 'date_of_birth' \(for dob\).*--column dob="
+    ):
         encode_table(spec, key, table)
 
 
@@ -86,7 +88,9 @@ def _bloom_spec(spec: Spec, hardening: str) -> Spec:
 
 
 @pytest.mark.parametrize("hardening", ["balance", "xor_fold", "none"])
-def test_bloom_filters_give_high_dice_for_similar_names(spec: Spec, key: bytes, hardening: str) -> None:
+def test_bloom_filters_give_high_dice_for_similar_names(
+    spec: Spec, key: bytes, hardening: str
+) -> None:
     bspec = _bloom_spec(spec, hardening)
     rows = [dict(ROW, surname=s) for s in ("Thompson", "Thomson", "Okonkwo")]
     table = encode_table(bspec, key, extract(rows)).table

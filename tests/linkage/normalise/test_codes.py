@@ -78,9 +78,24 @@ def test_check_digit_ten_is_never_valid() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("M", "M"), ("m", "M"), ("Male", "M"), ("1", "M"), ("F", "F"), ("female", "F"),
-     ("2", "F"), ("X", "X"), ("Indeterminate", "X"), ("U", None), ("Unknown", None),
-     ("9", None), ("not stated", None), ("", None), ("banana", None), (None, None)],
+    [
+        ("M", "M"),
+        ("m", "M"),
+        ("Male", "M"),
+        ("1", "M"),
+        ("F", "F"),
+        ("female", "F"),
+        ("2", "F"),
+        ("X", "X"),
+        ("Indeterminate", "X"),
+        ("U", None),
+        ("Unknown", None),
+        ("9", None),
+        ("not stated", None),
+        ("", None),
+        ("banana", None),
+        (None, None),
+    ],
 )
 def test_sex_codes(raw: str | None, expected: str | None) -> None:
     assert normalise_sex(raw) == expected
@@ -94,7 +109,9 @@ def test_generic_strings_and_postcodes() -> None:
     assert normalise_generic_postcode("k1a 0b1") == "K1A0B1"
 
 
-postcode_like = st.from_regex(r"\A[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9][A-Za-z]{2}\Z") | st.text(max_size=12)
+postcode_like = st.from_regex(r"\A[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9][A-Za-z]{2}\Z") | st.text(
+    max_size=12
+)
 
 
 @settings(max_examples=300)
@@ -104,5 +121,7 @@ def test_bulk_postcode_variants_equal_the_scalar_ones(values: list[str | None]) 
     for i, raw in enumerate(values):
         expected = uk_postcode_variants(normalise_uk_postcode(raw))
         assert (full[i], sector[i], district[i]) == (
-            expected["full"], expected["sector"], expected["district"],
+            expected["full"],
+            expected["sector"],
+            expected["district"],
         ), raw

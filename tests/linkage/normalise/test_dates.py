@@ -32,8 +32,20 @@ def test_accepted_formats(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["31/02/1990", "1983-02-29", "2027-01-01", "02/04/2026", "1899-12-31", "13/13/1990",
-     "00/01/1990", "yesterday", "1990", "", "   ", "19901301"],
+    [
+        "31/02/1990",
+        "1983-02-29",
+        "2027-01-01",
+        "02/04/2026",
+        "1899-12-31",
+        "13/13/1990",
+        "00/01/1990",
+        "yesterday",
+        "1990",
+        "",
+        "   ",
+        "19901301",
+    ],
 )
 def test_impossible_future_or_garbage_dates_are_missing(raw: str) -> None:
     assert parse_date(raw, REF) is None

@@ -63,7 +63,9 @@ def test_phonetic_code_agrees_on_spelling_variants() -> None:
     assert len(codes) == 1
 
 
-@pytest.mark.parametrize(("nick", "root"), [("BOB", "ROBERT"), ("BILL", "WILLIAM"), ("LIZ", "ELIZABETH")])
+@pytest.mark.parametrize(
+    ("nick", "root"), [("BOB", "ROBERT"), ("BILL", "WILLIAM"), ("LIZ", "ELIZABETH")]
+)
 def test_nicknames_map_to_their_root(nick: str, root: str) -> None:
     assert nickname_root(nick) == root
     assert nickname_root(root) == root

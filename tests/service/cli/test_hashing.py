@@ -110,12 +110,20 @@ def test_parquet_input_and_small_batches_give_the_same_tokens(
     [
         ("", "the file is empty"),
         ("nhs_number,forename\n1,2\n", "missing columns 'surname' (for surname)"),
-        ("nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n",
-         "has a header but no rows"),
-        ("nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n"
-         ",,,,M,,1,other\n,,,,F,,2,other\n", "none of the 2 rows has a usable identifier"),
-        ("nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n"
-         "1,Ann,Smith,1980-01-01,F,LS1 1AA,1,other\n2,Bob,\"Jones\n", "unreadable CSV"),
+        (
+            "nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n",
+            "has a header but no rows",
+        ),
+        (
+            "nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n"
+            ",,,,M,,1,other\n,,,,F,,2,other\n",
+            "none of the 2 rows has a usable identifier",
+        ),
+        (
+            "nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n"
+            '1,Ann,Smith,1980-01-01,F,LS1 1AA,1,other\n2,Bob,"Jones\n',
+            "unreadable CSV",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error_and_leaves_nothing(
@@ -154,7 +162,9 @@ def test_bad_secrets(tmp_path: Path) -> None:
     loose.chmod(0o644)
     code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", loose, EXAMPLE_EXTRACT, out)
     assert code != 0 and "readable by other users" in stderr and "chmod 600" in stderr
-    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", tmp_path / "nope", EXAMPLE_EXTRACT, out)
+    code, _, stderr = pprl(
+        "hash", "--spec", EXAMPLE_SPEC, "--secret", tmp_path / "nope", EXAMPLE_EXTRACT, out
+    )
     assert code != 0 and "pprl keygen" in stderr
     assert not out.exists()
 
@@ -167,9 +177,13 @@ def test_bad_spec_and_existing_output(tmp_path: Path, secret_file: Path) -> None
     code, _, stderr = pprl("hash", "--spec", bad, "--secret", secret_file, EXAMPLE_EXTRACT, out)
     assert code != 0 and "identifiers[0].type: unknown type 'postcde'" in stderr
     out.write_bytes(b"keep me")
-    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, EXAMPLE_EXTRACT, out)
+    code, _, stderr = pprl(
+        "hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, EXAMPLE_EXTRACT, out
+    )
     assert code != 0 and "--force" in stderr and out.read_bytes() == b"keep me"
-    code, _, _ = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, EXAMPLE_EXTRACT, out, "--force")
+    code, _, _ = pprl(
+        "hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, EXAMPLE_EXTRACT, out, "--force"
+    )
     assert code == 0 and read_manifest(out).rows_written > 0
 
 

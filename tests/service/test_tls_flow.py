@@ -1,0 +1,146 @@
+"""The partner's whole path through real processes: `pprl admin init`, `pprl serve` with
+TLS on loopback (certificate made with `cryptography`), `pprl project create`,
+`pprl hash`, `pprl submit` verifying the server against PPRL_CA_BUNDLE."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.tlscert import make_local_tls
+from tests.conftest import EXAMPLE_EXTRACT, EXAMPLE_SPEC
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pprl(
+    env: dict[str, str], *args: str | Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], Path]]:
+    tls = make_local_tls(tmp_path / "tls")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PPRL_DATA_DIR": str(tmp_path / "data"),
+        "PPRL_DATABASE_URL": database_url,
+        "PPRL_URL": f"https://127.0.0.1:{port}",
+        "PPRL_CA_BUNDLE": str(tls.ca_cert),
+        "PPRL_WORKER_EMBEDDED": "false",
+    }
+    init = json.loads(pprl(env, "admin", "init", "--json").stdout)
+    env["PPRL_TOKEN"] = init["token"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(tls.server_cert),
+            "--tls-key",
+            str(tls.server_key),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (
+                httpx.get(
+                    f"{env['PPRL_URL']}/healthz",
+                    verify=ssl.create_default_context(cafile=str(tls.ca_cert)),
+                ).status_code
+                == 200
+            ):
+                break
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    proc.stderr.read().decode() if proc.stderr else "server died"
+                ) from None
+            time.sleep(0.2)
+    yield env, tls.ca_cert
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, ca = server
+    partner = json.loads(
+        pprl(
+            env, "admin", "token", "create", "--role", "partner", "--name", "housing", "--json"
+        ).stdout
+    )
+    project = json.loads(
+        pprl(
+            env,
+            "project",
+            "create",
+            "--name",
+            "fsu",
+            "--spec",
+            EXAMPLE_SPEC,
+            "--purpose",
+            "frequent users",
+            "--member",
+            "housing",
+            "--json",
+        ).stdout
+    )
+    assert project["members"] == [{"name": "housing", "role": "partner"}]
+    secret = tmp_path / "project.key"
+    pprl(env, "keygen", secret)
+    hashed = tmp_path / "hashed.parquet"
+    pprl(env, "hash", "--spec", EXAMPLE_SPEC, "--secret", secret, EXAMPLE_EXTRACT, hashed)
+    partner_env = {**env, "PPRL_TOKEN": partner["token"]}
+    receipt = json.loads(pprl(partner_env, "submit", "--project", "fsu", hashed, "--json").stdout)
+    assert receipt["version"] == 1 and receipt["rows"] > 0
+    # security headers on the wire
+    r = httpx.get(f"{env['PPRL_URL']}/healthz", verify=ssl.create_default_context(cafile=str(ca)))
+    assert r.headers["strict-transport-security"] and r.headers["cache-control"] == "no-store"
+    assert r.headers["x-request-id"]
+    # the same file again: one clear sentence, non-zero exit
+    again = pprl(partner_env, "submit", "--project", "fsu", hashed, check=False)
+    assert again.returncode != 0 and "identical to your current submission" in again.stderr
+    # a client without the CA refuses the server
+    untrusting = {**partner_env, "PPRL_CA_BUNDLE": ""}
+    refused = pprl(untrusting, "submit", "--project", "fsu", hashed, check=False)
+    assert refused.returncode != 0 and "not trusted" in refused.stderr
+
+
+def test_serve_refuses_plain_http_off_loopback(tmp_path: Path) -> None:
+    env = {**os.environ, "PPRL_DATA_DIR": str(tmp_path)}
+    result = pprl(env, "serve", "--host", "0.0.0.0", check=False)
+    assert result.returncode != 0 and "refusing to serve plain HTTP" in result.stderr
