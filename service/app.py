@@ -37,6 +37,10 @@ _SECURITY_HEADERS = {
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """Build the app for ``settings`` (read from ``PPRL_*`` when not given)."""
     settings = settings or Settings()
+    # pyarrow imports pandas lazily on its first compute call (about 0.3 s); pay it at
+    # start-up rather than in the first partner's upload
+    import pandas  # noqa: F401
+
     db = db or Database(settings.url)
     app = FastAPI(
         title="pprl",
