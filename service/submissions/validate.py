@@ -185,7 +185,7 @@ def _readable_share(column: pa.Array) -> float:
     start = valid.offset * width
     cells = data[start : start + len(valid) * width].reshape(len(valid), width)
     printable = ((cells >= 0x20) & (cells <= 0x7E)).all(axis=1)
-    return float(printable.mean()) if len(valid) > 1 else float(printable[0])
+    return float(np.mean(printable))
 
 
 def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
