@@ -53,9 +53,7 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _csv_batches(
-    path: Path, encoder: Encoder, batch_rows: int
-) -> Iterator[tuple[pa.Table, int]]:
+def _csv_batches(path: Path, encoder: Encoder, batch_rows: int) -> Iterator[tuple[pa.Table, int]]:
     header = _csv_header(path)
     encoder.check_columns(header, str(path))
     needed = list(encoder.required_columns())

@@ -181,6 +181,15 @@ class Encoder:
             for v in i.active_variants
         }
         for ident in spec.identifiers:
+            if ident.type in ("forename", "surname"):
+                # name parts share the exact name's domain, so "SMITH" (part of
+                # "SMITH-JONES") agrees with a plain "SMITH" in the enclave
+                exact = self._makers.get((ident.name, "exact")) or _CachedMaker(
+                    TokenMaker(key, ident.name, "exact", spec.token_bytes)
+                )
+                for part in ("part1", "part2"):
+                    if (ident.name, part) in self._makers:
+                        self._makers[(ident.name, part)] = exact
             if ident.type == "date" and (ident.name, "swapped") in self._makers:
                 # The swapped date is hashed in the *full* date's domain, so that one
                 # record's full date can equal another's swapped one in the enclave.

@@ -5,10 +5,27 @@ from __future__ import annotations
 __all__ = ["normalise_sex"]
 
 _CODES = {
-    "M": "M", "MALE": "M", "MAN": "M", "1": "M", "BOY": "M",
-    "F": "F", "FEMALE": "F", "WOMAN": "F", "2": "F", "GIRL": "F", "W": "F",
-    "X": "X", "I": "X", "INDETERMINATE": "X", "9": None, "0": None,
-    "U": None, "UNKNOWN": None, "NOT KNOWN": None, "NOT STATED": None, "N": None,
+    "M": "M",
+    "MALE": "M",
+    "MAN": "M",
+    "1": "M",
+    "BOY": "M",
+    "F": "F",
+    "FEMALE": "F",
+    "WOMAN": "F",
+    "2": "F",
+    "GIRL": "F",
+    "W": "F",
+    "X": "X",
+    "I": "X",
+    "INDETERMINATE": "X",
+    "9": None,
+    "0": None,
+    "U": None,
+    "UNKNOWN": None,
+    "NOT KNOWN": None,
+    "NOT STATED": None,
+    "N": None,
 }
 
 

@@ -116,3 +116,10 @@ def test_empty_batch(spec: Spec, key: bytes) -> None:
     result = encode_table(spec, key, extract([]))
     assert result.table.num_rows == 0 and result.rejects == [] and result.rows_in == 0
     assert isinstance(result.table, pa.Table)
+
+
+def test_surname_parts_agree_with_single_surnames(spec: Spec, key: bytes) -> None:
+    rows = [dict(ROW, surname="Smith-Jones"), dict(ROW, surname="Jones")]
+    a, b = encode_table(spec, key, extract(rows)).table.to_pylist()
+    assert a["t_surname_part2"] == b["t_surname_exact"]
+    assert a["t_surname_exact"] != b["t_surname_exact"]

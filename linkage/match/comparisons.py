@@ -1,0 +1,112 @@
+"""Splink comparisons built from a spec's hashed tokens, as graded levels.
+
+Tokens are keyed hashes, so every level is an equality of tokens, chosen so that fuzzy
+agreement survived hashing: for names exact > nickname > phonetic > a shared part of a
+double-barrelled name > first three letters > initial; for dates full > day/month
+swapped > year+month > month+day > year; for UK postcodes full > sector > district.
+Where the spec asks for Bloom filters, Dice-similarity levels sit between exact and the
+derived levels (DuckDB only: Dice needs its bit functions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+
+from linkage.spec import IdentifierSpec, Spec, bloom_column, token_column
+
+__all__ = ["comparisons_for"]
+
+
+def _col(ident: IdentifierSpec, variant: str) -> str:
+    return token_column(ident.name, variant)
+
+
+def _eq(ident: IdentifierSpec, a: str, b: str | None = None) -> str:
+    b = b or a
+    return f'"{_col(ident, a)}_l" = "{_col(ident, b)}_r"'
+
+
+def _dice(column: str, threshold: float) -> cll.CustomLevel:
+    left, right = f'"{column}_l"', f'"{column}_r"'
+    sql = (
+        f"(2.0 * bit_count({left}::BIT & {right}::BIT)) / "
+        f"nullif(bit_count({left}::BIT) + bit_count({right}::BIT), 0) >= {threshold}"
+    )
+    return cll.CustomLevel(sql, label_for_charts=f"Dice >= {threshold}")
+
+
+def _name(ident: IdentifierSpec, tf: bool, bloom: bool) -> cl.CustomComparison:
+    v = set(ident.active_variants)
+    levels: list[Any] = [cll.NullLevel(_col(ident, "exact"))]
+    levels.append(cll.ExactMatchLevel(_col(ident, "exact"), term_frequency_adjustments=tf))
+    if bloom:
+        levels.append(_dice(bloom_column(ident.name), 0.9))
+    if "nickname" in v:
+        levels.append(cll.CustomLevel(_eq(ident, "nickname"), label_for_charts="nickname root"))
+    if "phonetic" in v:
+        levels.append(cll.CustomLevel(_eq(ident, "phonetic"), label_for_charts="phonetic code"))
+    if {"part1", "part2"} <= v:
+        # parts are hashed in the exact domain: any part of one equals any part of the other
+        pairs = [("part1", "part1"), ("part1", "part2"), ("part2", "part1"), ("part2", "part2")]
+        sql = " OR ".join(f"({_eq(ident, a, b)})" for a, b in pairs)
+        levels.append(cll.CustomLevel(sql, label_for_charts="shared name part"))
+    if bloom:
+        levels.append(_dice(bloom_column(ident.name), 0.7))
+    if "prefix3" in v:
+        levels.append(
+            cll.CustomLevel(_eq(ident, "prefix3"), label_for_charts="first three letters")
+        )
+    if "initial" in v:
+        levels.append(cll.CustomLevel(_eq(ident, "initial"), label_for_charts="initial"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(levels, output_column_name=ident.name)
+
+
+def _date(ident: IdentifierSpec) -> cl.CustomComparison:
+    v = set(ident.active_variants)
+    levels: list[Any] = [
+        cll.NullLevel(_col(ident, "full")),
+        cll.ExactMatchLevel(_col(ident, "full")),
+    ]
+    if "swapped" in v:
+        # the swapped date is hashed as a full date (see linkage.encode.table)
+        sql = f"({_eq(ident, 'full', 'swapped')}) OR ({_eq(ident, 'swapped', 'full')})"
+        levels.append(cll.CustomLevel(sql, label_for_charts="day and month swapped"))
+    for variant, label in (("year_month", "same year and month"), ("month_day", "same day and month"),
+                           ("year", "same year")):  # fmt: skip
+        if variant in v:
+            levels.append(cll.CustomLevel(_eq(ident, variant), label_for_charts=label))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(levels, output_column_name=ident.name)
+
+
+def _graded(ident: IdentifierSpec, order: tuple[str, ...]) -> cl.CustomComparison:
+    v = [variant for variant in order if variant in ident.active_variants]
+    levels: list[Any] = [cll.NullLevel(_col(ident, v[0])), cll.ExactMatchLevel(_col(ident, v[0]))]
+    levels += [cll.CustomLevel(_eq(ident, variant), label_for_charts=variant) for variant in v[1:]]
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(levels, output_column_name=ident.name)
+
+
+def comparisons_for(spec: Spec, *, dice: bool = True) -> list[Any]:
+    """One comparison per identifier of ``spec`` (``dice=False`` drops Bloom levels)."""
+    bloom_fields = set(spec.encoding.bloom.fields) if spec.encoding.bloom and dice else set()
+    tf_fields = spec.matching.term_frequency
+    if tf_fields is None:
+        tf_fields = tuple(i.name for i in spec.identifiers if i.type in ("forename", "surname"))
+    out: list[Any] = []
+    for ident in spec.identifiers:
+        if ident.type in ("forename", "surname"):
+            out.append(_name(ident, ident.name in tf_fields, ident.name in bloom_fields))
+        elif ident.type == "date":
+            out.append(_date(ident))
+        elif ident.type == "uk_postcode":
+            out.append(_graded(ident, ("full", "sector", "district")))
+        elif ident.type == "postcode":
+            out.append(_graded(ident, ("full", "prefix3")))
+        else:  # nhs_number, sex, string, id
+            out.append(_graded(ident, ("exact",)))
+    return out
