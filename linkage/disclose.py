@@ -147,8 +147,10 @@ def _secondary(
             if hidden(relation.total) or relation.total in fig.virtual:
                 continue
             cells = relation.cells
-            lone = [c for c in cells if hidden(c)]
-            if len(lone) != 1:
+            # what an attacker does not see: suppressed cells and unreleased complements;
+            # one unknown cell in a relation is derivable from the others and the total
+            unknown = [c for c in cells if hidden(c) or c in fig.virtual]
+            if len(unknown) != 1 or not hidden(unknown[0]):
                 continue
             candidates = [
                 c for c in cells if not hidden(c) and c in released and c not in fig.virtual

@@ -19,6 +19,7 @@ from service.db import Database
 from service.errors import ServiceError
 from service.logs import log
 from service.projects import router as projects
+from service.runs import router as runs
 from service.settings import Settings
 from service.submissions import router as submissions
 
@@ -98,4 +99,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(tokens.router)
     app.include_router(projects.router)
     app.include_router(submissions.router)
+    app.include_router(runs.router)
     return app

@@ -41,7 +41,8 @@ def _dice(column: str, threshold: float) -> cll.CustomLevel:
 def _name(ident: IdentifierSpec, tf: bool, bloom: bool) -> cl.CustomComparison:
     v = set(ident.active_variants)
     levels: list[Any] = [cll.NullLevel(_col(ident, "exact"))]
-    levels.append(cll.ExactMatchLevel(_col(ident, "exact"), term_frequency_adjustments=tf))
+    exact = cll.ExactMatchLevel(_col(ident, "exact"), term_frequency_adjustments=tf)
+    levels.append(exact.configure(label_for_charts="exact"))
     if bloom:
         levels.append(_dice(bloom_column(ident.name), 0.9))
     if "nickname" in v:
@@ -61,7 +62,7 @@ def _name(ident: IdentifierSpec, tf: bool, bloom: bool) -> cl.CustomComparison:
         )
     if "initial" in v:
         levels.append(cll.CustomLevel(_eq(ident, "initial"), label_for_charts="initial"))
-    levels.append(cll.ElseLevel())
+    levels.append(cll.ElseLevel().configure(label_for_charts="disagree"))
     return cl.CustomComparison(levels, output_column_name=ident.name)
 
 
@@ -79,15 +80,18 @@ def _date(ident: IdentifierSpec) -> cl.CustomComparison:
                            ("year", "same year")):  # fmt: skip
         if variant in v:
             levels.append(cll.CustomLevel(_eq(ident, variant), label_for_charts=label))
-    levels.append(cll.ElseLevel())
+    levels.append(cll.ElseLevel().configure(label_for_charts="disagree"))
     return cl.CustomComparison(levels, output_column_name=ident.name)
 
 
 def _graded(ident: IdentifierSpec, order: tuple[str, ...]) -> cl.CustomComparison:
     v = [variant for variant in order if variant in ident.active_variants]
-    levels: list[Any] = [cll.NullLevel(_col(ident, v[0])), cll.ExactMatchLevel(_col(ident, v[0]))]
+    levels: list[Any] = [
+        cll.NullLevel(_col(ident, v[0])),
+        cll.ExactMatchLevel(_col(ident, v[0])).configure(label_for_charts="exact"),
+    ]
     levels += [cll.CustomLevel(_eq(ident, variant), label_for_charts=variant) for variant in v[1:]]
-    levels.append(cll.ElseLevel())
+    levels.append(cll.ElseLevel().configure(label_for_charts="disagree"))
     return cl.CustomComparison(levels, output_column_name=ident.name)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -52,13 +55,47 @@ def serve(
     except ValueError as exc:
         fail(f"settings: {exc}")
     configure_logging(settings.log_level)
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-    )
+    child = None
+    if settings.worker_embedded:
+        # the embedded worker is its own process: only it loads the enclave private key
+        child = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"])
+    try:
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=30)
+
+
+@app.command()
+def worker(
+    once: bool = typer.Option(False, "--once", help="Process at most one run, then exit."),
+) -> None:
+    """Run the enclave worker alone (production: the only process with the private key)."""
+    from service.crypto import KeyFileError
+    from service.logs import configure_logging
+    from service.settings import Settings
+    from service.worker.loop import Worker
+
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        enclave = Worker(settings)
+    except KeyFileError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"settings: {exc}")
+    if once:
+        enclave.run_once()
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        enclave.run_forever()

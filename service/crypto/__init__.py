@@ -9,7 +9,7 @@ from service.crypto.keys import (
     load_signing_key,
     public_key_hex,
 )
-from service.crypto.sealing import SealError, open_sealed, seal_file
+from service.crypto.sealing import SealError, open_bytes, open_sealed, seal_bytes, seal_file
 
 __all__ = [
     "KeyFileError",
@@ -19,7 +19,9 @@ __all__ = [
     "load_enclave_private_key",
     "load_enclave_public_key",
     "load_signing_key",
+    "open_bytes",
     "open_sealed",
     "public_key_hex",
+    "seal_bytes",
     "seal_file",
 ]

@@ -15,6 +15,7 @@ and a changed header fails. Memory use is one chunk, whatever the file size.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -27,7 +28,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["DEFAULT_CHUNK", "MAGIC", "SealError", "open_sealed", "seal_file", "seal_stream"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "MAGIC",
+    "SealError",
+    "open_bytes",
+    "open_sealed",
+    "seal_bytes",
+    "seal_file",
+    "seal_stream",
+]
 
 MAGIC = b"PPRL-SEAL-v1"
 DEFAULT_CHUNK = 1 << 20
@@ -94,6 +104,18 @@ def seal_file(
     return digest
 
 
+def seal_bytes(data: bytes, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK) -> bytes:
+    """Seal a small in-memory value (same format as a sealed file)."""
+    sink = io.BytesIO()
+    seal_stream(io.BytesIO(data), sink, recipient, chunk)
+    return sink.getvalue()
+
+
+def open_bytes(blob: bytes, private_key: X25519PrivateKey, name: str = "blob") -> bytes:
+    """Open a value sealed by :func:`seal_bytes` (raises :class:`SealError`)."""
+    return b"".join(_open_stream(io.BytesIO(blob), private_key, name))
+
+
 def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
     """Yield the plaintext chunks of a sealed blob, raising :class:`SealError` on tampering.
 
@@ -101,32 +123,34 @@ def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
     as incomplete until the generator finishes without error.
     """
     with path.open("rb") as fh:
-        header = fh.read(_HEADER)
-        if len(header) != _HEADER or not header.startswith(MAGIC):
-            raise SealError(f"{path.name}: not a sealed pprl blob")
-        eph_raw = header[len(MAGIC) : len(MAGIC) + 32]
-        salt = header[len(MAGIC) + 32 : len(MAGIC) + 48]
-        (chunk,) = struct.unpack(">I", header[-4:])
-        if not 0 < chunk <= _MAX_CHUNK:
-            raise SealError(f"{path.name}: corrupt header")
-        ephemeral = X25519PublicKey.from_public_bytes(eph_raw)
-        aead = _file_key(
-            private_key.exchange(ephemeral), salt, eph_raw, _raw(private_key.public_key())
-        )
-        index = 0
-        current = fh.read(chunk + _TAG)
-        while True:
-            following = fh.read(chunk + _TAG) if len(current) == chunk + _TAG else b""
-            last = not following
-            try:
-                plain = aead.decrypt(_nonce(index, last), current, header)
-            except InvalidTag:
-                raise SealError(
-                    f"{path.name}: chunk {index} failed authentication "
-                    "(tampered, truncated, reordered, or sealed to another key)"
-                ) from None
-            yield plain
-            if last:
-                return
-            current = following
-            index += 1
+        yield from _open_stream(fh, private_key, path.name)
+
+
+def _open_stream(fh: BinaryIO, private_key: X25519PrivateKey, name: str) -> Iterator[bytes]:
+    header = fh.read(_HEADER)
+    if len(header) != _HEADER or not header.startswith(MAGIC):
+        raise SealError(f"{name}: not a sealed pprl blob")
+    eph_raw = header[len(MAGIC) : len(MAGIC) + 32]
+    salt = header[len(MAGIC) + 32 : len(MAGIC) + 48]
+    (chunk,) = struct.unpack(">I", header[-4:])
+    if not 0 < chunk <= _MAX_CHUNK:
+        raise SealError(f"{name}: corrupt header")
+    ephemeral = X25519PublicKey.from_public_bytes(eph_raw)
+    aead = _file_key(private_key.exchange(ephemeral), salt, eph_raw, _raw(private_key.public_key()))
+    index = 0
+    current = fh.read(chunk + _TAG)
+    while True:
+        following = fh.read(chunk + _TAG) if len(current) == chunk + _TAG else b""
+        last = not following
+        try:
+            plain = aead.decrypt(_nonce(index, last), current, header)
+        except InvalidTag:
+            raise SealError(
+                f"{name}: chunk {index} failed authentication "
+                "(tampered, truncated, reordered, or sealed to another key)"
+            ) from None
+        yield plain
+        if last:
+            return
+        current = following
+        index += 1

@@ -27,6 +27,10 @@ ENDPOINTS: list[tuple[str, str, object, set[str]]] = [
     ("POST", "/v1/projects/{p}/members", {"principal": "analyst-x"}, {"admin"}),
     ("POST", "/v1/projects/{p}/submissions", None, {"partner"}),
     ("GET", "/v1/projects/{p}/submissions", None, {"admin", "partner", "analyst"}),
+    ("POST", "/v1/projects/{p}/runs", {}, {"analyst"}),
+    ("GET", "/v1/projects/{p}/runs", None, {"analyst"}),
+    ("GET", "/v1/projects/{p}/runs/no-such-run", None, {"analyst"}),
+    ("GET", "/v1/projects/{p}/runs/no-such-run/results", None, {"analyst"}),
 ]
 
 
@@ -36,6 +40,7 @@ def matrix(project_service: Service) -> Service:
     s.tokens["admin"] = s.admin
     s.tokens["partner"] = s.tokens["housing"]
     s.tokens["analyst-x"] = s.token("analyst-x", "analyst")
+    s.tokens["analyst"] = s.tokens["analyst"]
     return s
 
 

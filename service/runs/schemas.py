@@ -1,0 +1,36 @@
+"""Request and response bodies of runs and results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RunCreate", "RunOut"]
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    frequent_threshold: int | None = Field(
+        None, ge=1, le=100_000, description="contacts that make a frequent user (default: spec)"
+    )
+    threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="match probability threshold (default: spec)"
+    )
+
+
+class RunOut(BaseModel):
+    id: str
+    project_id: str
+    requested_by: str
+    status: str = Field(description="queued, running, done or failed")
+    stage: str
+    progress: float
+    message: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
