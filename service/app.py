@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from service import context
 from service.api import meta, tokens
 from service.api.deps import AppState, record_denial
-from service.crypto import load_enclave_public_key
+from service.audit import router as audit
+from service.audit.checkpoints import configure_signer
+from service.crypto import load_enclave_public_key, load_signing_key
 from service.db import Database
 from service.errors import ServiceError
 from service.logs import log
@@ -49,10 +51,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         summary="Privacy-preserving record linkage for local public services.",
         docs_url="/docs",
     )
+    signing_key = load_signing_key(settings.audit_signing_key_path)
+    configure_signer(signing_key, settings.checkpoint_every)
     app.state.pprl = AppState(
         settings=settings,
         db=db,
         enclave_public_key=load_enclave_public_key(settings.enclave_public_key_path),
+        audit_public_key=signing_key.public_key(),
+        audit_signing_key=signing_key,
     )
 
     @app.middleware("http")
@@ -100,4 +106,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(projects.router)
     app.include_router(submissions.router)
     app.include_router(runs.router)
+    app.include_router(audit.router)
     return app

@@ -60,6 +60,13 @@ class Client:
         response = self._with_retries(lambda: self._http.request(method, path, **kwargs))
         return self._decode(response)
 
+    def text(self, method: str, path: str, **kwargs: Any) -> str:
+        """Send a request and return the body as text (for exports)."""
+        response = self._with_retries(lambda: self._http.request(method, path, **kwargs))
+        if not response.is_success:
+            self._decode(response)
+        return response.text
+
     def upload(
         self, path: str, file: Path, on_progress: Callable[[int], None] | None = None
     ) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,6 +46,8 @@ class AppState:
     settings: Settings
     db: Database
     enclave_public_key: X25519PublicKey
+    audit_public_key: Ed25519PublicKey
+    audit_signing_key: Ed25519PrivateKey | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import context
 from service.audit.chain import canonical, event_hash
-from service.db.models import AuditEvent, AuditHead
+from service.audit.checkpoints import sign_checkpoint, signer
+from service.db.models import AuditCheckpoint, AuditEvent, AuditHead
 
 __all__ = ["SYSTEM", "Actor", "record"]
 
@@ -96,4 +97,9 @@ def record(
     head.seq = row.seq
     head.hash = digest
     session.flush()
+    key, every = signer()
+    if key is not None:
+        last = session.execute(select(func.max(AuditCheckpoint.seq))).scalar() or 0
+        if row.seq - last >= every:
+            sign_checkpoint(session, key, manual=False)
     return row

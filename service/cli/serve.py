@@ -69,6 +69,7 @@ def serve(
             access_log=False,
             log_level="warning",
             server_header=False,
+            timeout_graceful_shutdown=5,
         )
     finally:
         if child is not None:

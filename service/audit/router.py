@@ -1,0 +1,102 @@
+"""HTTP routes of the audit log (DPO only; the public key is public)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from service.api.deps import Caller, DbSession, State, require_role
+from service.audit import record
+from service.audit.checkpoints import sign_checkpoint
+from service.audit.review import AuditFilter, export_csv, export_jsonl, page, verify
+from service.crypto import public_key_hex
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+DPO = ("dpo",)
+
+
+class AuditPage(BaseModel):
+    events: list[dict[str, Any]]
+    total: int
+    next_before: int | None
+
+
+class Verification(BaseModel):
+    ok: bool
+    events: int
+    verified_up_to: int
+    broken_at: int | None
+    reason: str | None
+    checkpoints_verified: int
+    summary: str
+
+
+@router.get("", response_model=AuditPage)
+def list_events(
+    state: State,
+    session: DbSession,
+    caller: Caller,
+    project: str | None = None,
+    actor: str | None = None,
+    action: str | None = Query(None, description="prefix, e.g. 'submission.'"),
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    before: int | None = Query(None, ge=1, description="page: events with seq below this"),
+) -> AuditPage:
+    """Audit events, newest first, filtered and paginated (DPO)."""
+    require_role(state, caller, "read the audit log", *DPO)
+    events, total = page(session, AuditFilter(project, actor, action, outcome, since, until),
+                         limit=limit, before=before)  # fmt: skip
+    more = len(events) == limit and events[-1]["seq"] > 1
+    return AuditPage(events=events, total=total, next_before=events[-1]["seq"] if more else None)
+
+
+@router.get("/verify", response_model=Verification)
+def verify_chain(state: State, session: DbSession, caller: Caller) -> Verification:
+    """Recompute the hash chain and check every signed checkpoint (DPO)."""
+    require_role(state, caller, "verify the audit log", *DPO)
+    report = verify(session, state.audit_public_key)
+    return Verification(**report.__dict__, summary=report.summary())
+
+
+@router.get("/export")
+def export(
+    state: State, session: DbSession, caller: Caller, format: Literal["jsonl", "csv"] = "jsonl"
+) -> StreamingResponse:
+    """The whole log with hashes and checkpoints, verifiable offline (DPO; audited)."""
+    require_role(state, caller, "export the audit log", *DPO)
+    record(session, actor=caller.actor, action="audit.exported", details={"format": format})
+    session.commit()
+    key = public_key_hex(state.audit_public_key)
+    body = export_jsonl(session, key) if format == "jsonl" else export_csv(session, key)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+    return StreamingResponse(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="pprl-audit.{format}"'},
+    )
+
+
+@router.post("/checkpoints")
+def checkpoint(state: State, session: DbSession, caller: Caller) -> dict[str, Any]:
+    """Sign a checkpoint of the current head now (DPO)."""
+    require_role(state, caller, "sign audit checkpoints", *DPO)
+    record(session, actor=caller.actor, action="audit.checkpoint_requested")
+    if state.audit_signing_key is None:
+        from service.errors import Conflict
+
+        raise Conflict("this process has no audit signing key")
+    row = sign_checkpoint(session, state.audit_signing_key, manual=True)
+    return {"seq": row.seq, "head_hash": row.head_hash, "signature": row.signature}
+
+
+@router.get("/public-key")
+def audit_public_key(state: State) -> dict[str, str]:
+    """The Ed25519 key that verifies audit checkpoints (compare it out of band)."""
+    return {"algorithm": "Ed25519", "public_key_hex": public_key_hex(state.audit_public_key)}
