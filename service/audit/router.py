@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
@@ -67,17 +68,22 @@ def verify_chain(state: State, session: DbSession, caller: Caller) -> Verificati
 
 @router.get("/export")
 def export(
-    state: State, session: DbSession, caller: Caller, format: Literal["jsonl", "csv"] = "jsonl"
+    state: State, caller: Caller, format: Literal["jsonl", "csv"] = "jsonl"
 ) -> StreamingResponse:
     """The whole log with hashes and checkpoints, verifiable offline (DPO; audited)."""
     require_role(state, caller, "export the audit log", *DPO)
-    record(session, actor=caller.actor, action="audit.exported", details={"format": format})
-    session.commit()
+    with state.db.transaction() as session:  # committed before the body streams
+        record(session, actor=caller.actor, action="audit.exported", details={"format": format})
     key = public_key_hex(state.audit_public_key)
-    body = export_jsonl(session, key) if format == "jsonl" else export_csv(session, key)
+
+    def body() -> Iterator[str]:
+        # the request's session is closed once the response starts: read in our own
+        with state.db.transaction() as reader:
+            yield from (export_jsonl(reader, key) if format == "jsonl" else export_csv(reader, key))
+
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     return StreamingResponse(
-        body,
+        body(),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="pprl-audit.{format}"'},
     )
