@@ -17,8 +17,8 @@ def test_demo_flow_releases_figures_close_to_the_truth(tmp_path: Path) -> None:
         if value is None or name.endswith("mean_contacts") or ".by." in name:
             continue
         exact = truth[name]
-        # rounding moves a figure by at most half the base; linkage error by ~2%
-        assert abs(value - exact) <= policy["round_to"] / 2 + max(2, 0.02 * exact), (name, value, exact)
+        # rounding moves a figure by at most half the base; linkage error by ~2% (a few people on small cells)
+        assert abs(value - exact) <= policy["round_to"] / 2 + max(4, 0.02 * exact), (name, value, exact)
         checked += 1
     assert checked >= 20
     assert released["persons.total"] is not None
