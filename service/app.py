@@ -18,6 +18,7 @@ from service.audit import router as audit
 from service.audit.checkpoints import configure_signer
 from service.crypto import load_enclave_public_key, load_signing_key
 from service.db import Database
+from service.dpo import router as dpo
 from service.errors import ServiceError
 from service.logs import log
 from service.projects import router as projects
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(submissions.router)
     app.include_router(runs.router)
     app.include_router(audit.router)
+    app.include_router(dpo.router)
     return app

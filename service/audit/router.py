@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query

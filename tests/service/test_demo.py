@@ -9,7 +9,9 @@ from service.demo import run_demo
 
 
 def test_demo_flow_releases_figures_close_to_the_truth(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", people=3000, port=0, say=lambda _m: None, keep_serving=False)
+    result = run_demo(
+        tmp_path / "demo", people=3000, port=0, say=lambda _m: None, keep_serving=False
+    )
     released, truth = result.released["figures"], result.truth
     policy = result.released["policy"]
     checked = 0
@@ -18,7 +20,11 @@ def test_demo_flow_releases_figures_close_to_the_truth(tmp_path: Path) -> None:
             continue
         exact = truth[name]
         # rounding moves a figure by at most half the base; linkage error by ~2% (a few people on small cells)
-        assert abs(value - exact) <= policy["round_to"] / 2 + max(4, 0.02 * exact), (name, value, exact)
+        assert abs(value - exact) <= policy["round_to"] / 2 + max(4, 0.02 * exact), (
+            name,
+            value,
+            exact,
+        )
         checked += 1
     assert checked >= 20
     assert released["persons.total"] is not None
