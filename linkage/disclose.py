@@ -104,16 +104,19 @@ def disclose(
     released: dict[str, int | None] = {n: apply_primary(v, policy) for n, v in counts.items()}
 
     new_anchors: dict[str, tuple[int, int | None]] = {}
+    fixed: set[str] = set()  # released before, unchanged within k: public already
     for name, value in counts.items():
         previous = (anchors or {}).get(name)
         if previous is not None and abs(value - previous[0]) < policy.suppress_below:
             released[name] = previous[1]
             new_anchors[name] = previous
+            if previous[1] is not None:
+                fixed.add(name)
         else:
             new_anchors[name] = (value, released[name])
 
     blocked = {n for n, v in fig.counts.items() if n in fig.virtual and _sensitive(v, policy)}
-    _secondary(fig, counts, released, blocked)
+    _secondary(fig, counts, released, blocked, fixed)
 
     figures: dict[str, int | float | None] = dict(released)
     for name, mean in fig.means.items():
@@ -134,8 +137,13 @@ def _secondary(
     counts: Mapping[str, int],
     released: dict[str, int | None],
     blocked: set[str],
+    fixed: set[str],
 ) -> None:
-    """Suppress more cells until no relation has exactly one hidden-but-derivable cell."""
+    """Suppress more cells until no relation has exactly one hidden-but-derivable cell.
+
+    Cells in ``fixed`` were released by an earlier run and are public whatever this run
+    does, so hiding them would protect nothing: another cell or the total is hidden.
+    """
 
     def hidden(name: str) -> bool:
         return name in blocked or (name in released and released[name] is None)
