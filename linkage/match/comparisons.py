@@ -26,11 +26,12 @@ def _col(ident: IdentifierSpec, variant: str) -> str:
 
 def _eq(ident: IdentifierSpec, a: str, b: str | None = None) -> str:
     b = b or a
-    return f'"{_col(ident, a)}_l" = "{_col(ident, b)}_r"'
+    # unquoted: token column names are plain identifiers, and quoting differs by dialect
+    return f"{_col(ident, a)}_l = {_col(ident, b)}_r"
 
 
 def _dice(column: str, threshold: float) -> cll.CustomLevel:
-    left, right = f'"{column}_l"', f'"{column}_r"'
+    left, right = f"{column}_l", f"{column}_r"
     sql = (
         f"(2.0 * bit_count({left}::BIT & {right}::BIT)) / "
         f"nullif(bit_count({left}::BIT) + bit_count({right}::BIT), 0) >= {threshold}"

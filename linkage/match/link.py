@@ -11,6 +11,7 @@ aggregates and ``linkage.disclose`` decides what may be released.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -42,6 +43,9 @@ class LinkResult:
     records: pa.Table
     diagnostics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    model: dict[str, Any] = field(
+        default_factory=dict
+    )  # the trained Splink model (parameters only)
 
 
 def _training_rules(spec: Spec) -> list[tuple[str, ...]]:
@@ -81,8 +85,13 @@ def link(
     threshold: float | None = None,
     on_progress: ProgressFn | None = None,
     seed: int = 42,
+    model: dict[str, Any] | None = None,
 ) -> LinkResult:
-    """Link ``extracts`` (partner name -> hashed extract) and cluster records into people."""
+    """Link ``extracts`` (partner name -> hashed extract) and cluster records into people.
+
+    ``model``: a trained model from an earlier :class:`LinkResult` to predict with,
+    instead of training (the same model gives the same answer on any backend).
+    """
     from splink import Linker, SettingsCreator, block_on
 
     backend = backend or Backend()
@@ -123,12 +132,15 @@ def link(
         for i, (_partner, table) in enumerate(inputs)
     ]
     logging.getLogger("splink").setLevel(logging.WARNING)
-    linker = Linker(sdfs if len(sdfs) > 1 else sdfs[0], settings, log_level=logging.WARNING)
+    linker = Linker(sdfs if len(sdfs) > 1 else sdfs[0], _portable(model) if model else settings,
+                    log_level=logging.WARNING)  # fmt: skip
     timings["load"] = time.perf_counter() - started
     progress("training", 0.1)
 
     t0 = time.perf_counter()
     try:
+        if model is not None:
+            raise _Trained
         deterministic = _deterministic_rules(spec)
         if deterministic:
             linker.training.estimate_probability_two_random_records_match(
@@ -143,6 +155,8 @@ def link(
                 block_on(*rule), estimate_without_term_frequencies=True
             )
             progress("training", 0.3 + 0.2 * (i + 1))
+    except _Trained:
+        pass
     except Exception as exc:  # Splink raises many kinds; its messages hold no record values
         raise MatchError(
             f"model training failed ({type(exc).__name__}); too few records?"
@@ -172,11 +186,27 @@ def link(
         "comparisons": _parameters(linker),
         "match_weight_histogram": _histogram(weights),
     }
+    trained: dict[str, Any] = linker.misc.save_model_to_json()
     for sdf in (predictions, clusters):
         sdf.drop_table_from_database_and_remove_from_cache()
     progress("done", 1.0)
     timings["total"] = time.perf_counter() - started
-    return LinkResult(joined.drop(["unique_id"]), diagnostics, timings)
+    return LinkResult(joined.drop(["unique_id"]), diagnostics, timings, trained)
+
+
+def _portable(model: dict[str, Any]) -> dict[str, Any]:
+    """A saved model with dialect quoting removed (our column names need none), so a
+    model trained on one backend predicts on another."""
+    portable = copy.deepcopy(model)
+    portable.pop("sql_dialect", None)
+    for comparison in portable.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            level["sql_condition"] = level["sql_condition"].replace('"', "").replace("`", "")
+    return portable
+
+
+class _Trained(Exception):
+    """Internal: skip training when a trained model is given."""
 
 
 def _parameters(linker: Any) -> list[dict[str, Any]]:
