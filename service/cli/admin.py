@@ -36,9 +36,30 @@ def service_errors() -> Iterator[None]:
 @admin_app.command("init")
 def init(
     admin_name: str = typer.Option("admin", "--admin-name", help="Name of the first admin."),
+    if_needed: bool = typer.Option(
+        False,
+        "--if-needed",
+        help="Already initialised: just migrate and exit 0 (for container start-up).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Migrate the database, make the enclave and audit keys, print the first admin token once."""
+    if if_needed:
+        from service.db import migrate
+
+        settings = Settings()
+        migrate(settings.url)
+        db = Database(settings.url)
+        with db.transaction() as session:
+            exists = session.execute(select(Principal.id).limit(1)).first() is not None
+        db.dispose()
+        if exists:
+            emit(
+                {"initialised": True, "migrated": True},
+                as_json,
+                lambda: out.print("already initialised; migrated"),
+            )
+            return
     with service_errors():
         done = initialise(Settings(), admin_name)
     emit(
@@ -120,3 +141,20 @@ def token_revoke(
             result = {"name": row.name, "revoked_at": row.revoked_at}
         db.dispose()
     emit(result, as_json)
+
+
+@admin_app.command("purge")
+def purge(as_json: bool = JsonOption) -> None:
+    """Delete sealed submissions past their project's retention now (each purge audited)."""
+    from service.retention import purge_expired
+
+    with service_errors():
+        settings = Settings()
+        db = Database(settings.url)
+        count = purge_expired(settings, db, OPERATOR)
+        db.dispose()
+    emit(
+        {"purged": count},
+        as_json,
+        lambda: out.print(f"purged {count} submission(s) past retention"),
+    )
