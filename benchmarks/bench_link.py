@@ -69,8 +69,9 @@ def _pprl(sealed: dict[str, str], pem: bytes, queue: Any) -> None:
     result = link(extracts, spec)
     figures = compute_figures(result.records, spec)
     release = disclose(figures, spec.disclosure, histogram=result.diagnostics["match_weight_histogram"])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"rows": rows, "seconds": time.perf_counter() - start, "timings": result.timings,
-               "figures": len(release.figures), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
+               "figures": len(release.figures), "peak_mb": peak_mb})  # fmt: skip
 
 
 def _plain(plain: dict[str, str], queue: Any) -> None:
