@@ -55,3 +55,18 @@ class PayloadTooLarge(ServiceError):
 
 class Unprocessable(ServiceError):
     status, error = 422, "unprocessable"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI documentation of the ``{"error", "detail"}`` bodies a route may return."""
+    from pydantic import BaseModel
+
+    class ErrorBody(BaseModel):
+        error: str
+        detail: str
+
+    described = {400: "bad request", 401: "missing, unknown, expired or revoked token",
+                 403: "the caller's role may not do this", 404: "not found (or not visible to the caller)",
+                 409: "conflicts with the current state", 413: "upload too large",
+                 422: "invalid request or unacceptable upload"}  # fmt: skip
+    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}

@@ -48,3 +48,8 @@ def extract(rows: list[dict[str, str | None]]) -> pa.Table:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# the service fixtures (databases on SQLite and PostgreSQL, a running app) are shared by
+# tests/service, tests/security and tests/reliability
+pytest_plugins = ["tests.service_fixtures"]

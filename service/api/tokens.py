@@ -11,8 +11,11 @@ from sqlalchemy import select
 from service.api.deps import Caller, DbSession, State, require_role
 from service.auth import create_principal, revoke_principal
 from service.db.models import Principal
+from service.errors import error_responses
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(
+    prefix="/v1/tokens", tags=["tokens"], responses=error_responses(400, 401, 403, 404, 409, 422)
+)
 
 
 class TokenCreate(BaseModel):

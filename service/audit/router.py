@@ -15,8 +15,11 @@ from service.audit import record
 from service.audit.checkpoints import sign_checkpoint
 from service.audit.review import AuditFilter, export_csv, export_jsonl, page, verify
 from service.crypto import public_key_hex
+from service.errors import error_responses
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(
+    prefix="/v1/audit", tags=["audit"], responses=error_responses(400, 401, 403, 404, 409, 422)
+)
 DPO = ("dpo",)
 
 
@@ -66,7 +69,19 @@ def verify_chain(state: State, session: DbSession, caller: Caller) -> Verificati
     return Verification(**report.__dict__, summary=report.summary())
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the export",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
 def export(
     state: State, caller: Caller, format: Literal["jsonl", "csv"] = "jsonl"
 ) -> StreamingResponse:

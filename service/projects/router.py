@@ -8,10 +8,15 @@ from sqlalchemy import select
 from service.api.deps import Caller, DbSession, State, member_project, require_role
 from service.auth import find_project, is_member
 from service.db.models import Project
+from service.errors import error_responses
 from service.projects import service
 from service.projects.schemas import MemberAdd, ProjectCreate, ProjectOut
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"])
+router = APIRouter(
+    prefix="/v1/projects",
+    tags=["projects"],
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)

@@ -7,10 +7,15 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from service.api.deps import Caller, DbSession, State, member_project
+from service.errors import error_responses
 from service.runs import service
 from service.runs.schemas import RunCreate, RunOut
 
-router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/projects/{project_id}/runs",
+    tags=["runs"],
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
 ANALYSTS = ("analyst",)
 
 

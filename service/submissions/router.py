@@ -11,11 +11,19 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppState, Caller, DbSession, State, member_project
 from service.auth import Authenticated
-from service.errors import BadRequest, PayloadTooLarge
+from service.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    error_responses,
+)
 from service.submissions import service
 from service.submissions.schemas import SubmissionOut
 
-router = APIRouter(prefix="/v1/projects/{project_id}/submissions", tags=["submissions"])
+router = APIRouter(
+    prefix="/v1/projects/{project_id}/submissions",
+    tags=["submissions"],
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
 
 _UPLOAD_BODY = {
     "requestBody": {

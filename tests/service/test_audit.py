@@ -15,7 +15,7 @@ from service.audit.review import parse_export, verify, verify_stream
 from service.db import Database
 from service.db.models import AuditCheckpoint, AuditEvent
 from service.settings import Settings
-from tests.service.conftest import Service
+from tests.service_fixtures import Service
 
 
 def _db(s: Service) -> Database:

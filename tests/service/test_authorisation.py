@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from service.db.models import Principal
-from tests.service.conftest import Service
+from tests.service_fixtures import Service
 
 ROLES = ("admin", "partner", "analyst", "dpo")
 

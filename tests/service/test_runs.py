@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from service.worker.loop import Worker
-from tests.service.conftest import Service
+from tests.service_fixtures import Service
 
 
 def _submit_both(s: Service, extracts: dict[str, Path]) -> None:

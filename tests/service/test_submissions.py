@@ -11,7 +11,7 @@ import pytest
 
 from linkage.manifest import MANIFEST_KEY
 from service.crypto import SealError, load_enclave_private_key, open_sealed
-from tests.service.conftest import Service
+from tests.service_fixtures import Service
 
 
 def test_accept_then_supersede(project_service: Service, hashed_extracts: dict[str, Path]) -> None:
