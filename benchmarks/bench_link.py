@@ -102,7 +102,7 @@ def _plain(plain: dict[str, str], queue: Any) -> None:
         block_on("t_postcode_full"), estimate_without_term_frequencies=True)
     predictions = linker.inference.predict(threshold_match_probability=0.5)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.9)
-    n = clusters.as_duckdbpyrelation().count("*").fetchone()[0]
+    n = clusters.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0]
     queue.put({"rows": n, "seconds": time.perf_counter() - start,
                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
 
@@ -112,7 +112,13 @@ def _child(target: Any, *args: Any) -> dict[str, Any]:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result: dict[str, Any] = queue.get()
+    while True:
+        try:
+            result: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Exception:
+            if not proc.is_alive():
+                raise RuntimeError(f"{target.__name__} died (exit code {proc.exitcode})") from None
     proc.join()
     return result
 

@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         summary="Privacy-preserving record linkage for local public services.",
         docs_url="/docs",
     )
+    from service.submissions.service import sweep_incoming
+
+    sweep_incoming(settings)
     signing_key = load_signing_key(settings.audit_signing_key_path)
     configure_signer(signing_key, settings.checkpoint_every)
     app.state.pprl = AppState(

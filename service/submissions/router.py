@@ -60,7 +60,8 @@ async def upload(project_id: str, request: Request, state: State, caller: Caller
         service.audit_rejection(state, caller, pid, "too_large", "upload too large", int(declared))
         raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = state.settings.incoming_dir / f"{uuid.uuid4()}.part"
+    # the pid in the name lets a restarted server sweep uploads cut off by a crash
+    target = state.settings.incoming_dir / f"{uuid.uuid4()}-{os.getpid()}.part"
     digest = hashlib.sha256()
     size = 0
     try:

@@ -8,6 +8,8 @@ is removed, a sealed blob without its database row is removed, and a rejection i
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +24,38 @@ from service.crypto import seal_file
 from service.db.models import Principal, Project, Submission
 from service.errors import Conflict, NotFound, Unprocessable
 from service.projects.service import project_spec
+from service.settings import Settings
 from service.submissions.schemas import SubmissionOut
 from service.submissions.validate import ExtractRejected, check_extract
 
-__all__ = ["accept_upload", "audit_rejection", "submission_out"]
+__all__ = ["accept_upload", "audit_rejection", "submission_out", "sweep_incoming"]
+
+
+def sweep_incoming(settings: Settings) -> int:
+    """Remove partial uploads left by server processes that no longer exist (kill -9)."""
+    removed = 0
+    for path in settings.incoming_dir.glob("*.part") if settings.incoming_dir.is_dir() else []:
+        pid = path.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    stale = time.time() - 3600  # another live process may be sealing a fresh one
+    for path in settings.blobs_dir.glob("*/.*.partial") if settings.blobs_dir.is_dir() else []:
+        if path.stat().st_mtime < stale:
+            path.unlink(missing_ok=True)  # a seal cut off half way; its row was never written
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def audit_rejection(

@@ -33,11 +33,15 @@ def test_no_server_errors_and_responses_conform(project_service: Service) -> Non
 
 def _fuzz(operation: object, tokens: list[str | None]) -> None:
     @given(data=st.data())
-    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def fuzz(data: st.DataObject) -> None:
         case = data.draw(operation.as_strategy())  # type: ignore[attr-defined]
         for token in tokens:
-            case.call_and_validate(headers={"Authorization": f"Bearer {token}"} if token else {},
-                                   excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {token}"} if token else {},
+                excluded_checks=[positive_data_acceptance],
+            )
 
     fuzz()

@@ -1,0 +1,235 @@
+"""kill -9 in the middle of things: a linkage run completes exactly once after a worker
+dies, with no partial results ever visible and no scratch left behind; a server killed
+mid-upload leaves no half submission."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow.csv as pacsv
+import pytest
+from sqlalchemy import func, select
+
+from linkage.encode import hash_file
+from linkage.spec import load_spec
+from linkage.synthetic import generate_partners
+from service.db.models import AuditEvent, Result, Run, Submission
+from service.tlscert import make_local_tls
+from tests.conftest import EXAMPLE_SPEC
+from tests.service_fixtures import Service
+
+KEY = bytes(range(32))
+
+
+def _env(s: Service, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PPRL_DATA_DIR": str(s.settings.data_dir),
+        "PPRL_DATABASE_URL": s.settings.url,
+        "PPRL_WORKER_POLL_SECONDS": "0.2",
+        **extra,
+    }
+
+
+def _big_extracts(tmp: Path, people: int) -> dict[str, bytes]:
+    out = {}
+    spec = load_spec(EXAMPLE_SPEC)
+    for name, table in generate_partners(people, seed=8).items():
+        if name not in ("housing", "police"):
+            continue
+        src, dst = tmp / f"{name}.csv", tmp / f"{name}.parquet"
+        pacsv.write_csv(table.drop(["person_id"]), src)
+        hash_file(spec, KEY, src, dst)
+        out[name] = dst.read_bytes()
+    return out
+
+
+def _run_state(s: Service, run_id: str) -> Run:
+    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
+        run = session.get(Run, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_completes_exactly_once(
+    project_service: Service, tmp_path: Path
+) -> None:
+    s = project_service
+    for name, data in _big_extracts(tmp_path, 30_000).items():
+        assert s.upload(s.tokens[name], data).status_code == 201
+    analyst = s.as_(s.tokens["analyst"])
+    run_id = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
+    env = _env(s, PPRL_RUN_LEASE_SECONDS="3")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while _run_state(s, run_id).progress < 0.2:
+        assert time.monotonic() < deadline and first.poll() is None, "the worker never got going"
+        time.sleep(0.1)
+    assert list(s.settings.work_dir.glob("run-*")), (
+        "the run's private directory should exist while it runs"
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    state = _run_state(s, run_id)
+    assert state.status == "running" and state.attempts == 1
+    assert (
+        s.http.get(
+            f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
+        ).status_code
+        == 409
+    )
+    second = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while _run_state(s, run_id).status not in ("done", "failed"):
+            assert time.monotonic() < deadline + 120, "the run was never taken over"
+            assert (
+                s.http.get(
+                    f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
+                ).status_code
+                == 409
+            )
+            time.sleep(0.2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    state = _run_state(s, run_id)
+    assert state.status == "done" and state.attempts == 2
+    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
+        assert session.execute(select(func.count()).select_from(Result)).scalar() == 1
+        released = session.execute(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "results.released")
+        ).scalar()
+    assert released == 1
+    assert not list(s.settings.work_dir.glob("run-*")), "the killed worker's scratch was not swept"
+    assert (
+        s.http.get(
+            f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
+        ).status_code
+        == 200
+    )
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(
+    project_service: Service, tmp_path: Path
+) -> Iterator[tuple[Service, str, ssl.SSLContext, list[subprocess.Popen[bytes]]]]:
+    tls = make_local_tls(tmp_path / "tls")
+    port = _port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--no-worker",
+                "--tls-cert",
+                str(tls.server_cert),
+                "--tls-key",
+                str(tls.server_key),
+            ],
+            env=_env(project_service),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        context = ssl.create_default_context(cafile=str(tls.ca_cert))
+        for _ in range(150):
+            try:
+                httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context)
+                return proc
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("server did not start")
+
+    start()
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    yield project_service, f"https://127.0.0.1:{port}", context, procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_server_killed_mid_upload_leaves_no_half_submission(
+    live_server: tuple[Service, str, ssl.SSLContext, list[subprocess.Popen[bytes]]],
+    tmp_path: Path,
+    hashed_extracts: dict[str, Path],
+) -> None:
+    s, url, context, procs = live_server
+    data = hashed_extracts["housing"].read_bytes()
+    sent = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        sent.set()
+        time.sleep(30)
+        yield data[len(data) // 2 :]
+
+    def upload() -> None:
+        try:
+            httpx.post(
+                f"{url}/v1/projects/{s.project_id}/submissions",
+                content=slow_body(),
+                verify=context,
+                headers={
+                    "Authorization": f"Bearer {s.tokens['housing']}",
+                    "Content-Length": str(len(data)),
+                },
+                timeout=60,
+            )
+        except httpx.HTTPError:
+            pass
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    assert sent.wait(30)
+    time.sleep(0.5)
+    assert list(s.settings.incoming_dir.glob("*.part")), "the upload should be in flight"
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait()
+    # restart: the half upload is swept and nothing is visible
+    from service.app import create_app
+
+    create_app(s.settings).state.pprl.db.dispose()
+    assert not list(s.settings.incoming_dir.glob("*.part"))
+    assert not list(s.settings.data_dir.rglob("*.sealed"))
+    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
+        assert session.execute(select(func.count()).select_from(Submission)).scalar() == 0
+    assert (
+        s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
+    )
