@@ -28,6 +28,7 @@ _GUARD_SAMPLE = 20_000  # values per token column inspected by the plaintext gua
 _GUARD_SHARE = 0.01  # a random 16-byte token is printable ASCII with p ~ 1e-7
 _MAX_ROWS = 200_000_000
 _MAX_EXPANSION = 64  # declared uncompressed size / file size (zip-bomb-like row groups)
+_MAX_ROWS_PER_BYTE = 4  # rows per byte of file (run-length-encoded bombs)
 _DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
 
 
@@ -89,7 +90,12 @@ def check_extract(path: Path, spec: Spec, key_check_value: str | None) -> Extrac
             f"too many rows ({meta.num_rows:,}; at most {_MAX_ROWS:,})", "too_big"
         )
     declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if declared > size * _MAX_EXPANSION + (64 << 20):
+    # a hashed extract carries at least one incompressible 16-byte token per row in
+    # practice; far more rows than bytes means values that explode when decoded
+    if (
+        declared > size * _MAX_EXPANSION + (64 << 20)
+        or meta.num_rows > size * _MAX_ROWS_PER_BYTE + 1000
+    ):
         raise ExtractRejected(
             "the file declares far more data than it holds (a decompression bomb?)", "bomb"
         )

@@ -1,0 +1,181 @@
+"""Hostile uploads and specs: always one 4xx with a clear message, nothing stored, the
+service still healthy afterwards."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.service_fixtures import Service
+
+HOSTILE = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _parquet(table: pa.Table, metadata: dict[bytes, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata) if metadata else table, buf)
+    return buf.getvalue()
+
+
+names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=30)
+cells = st.one_of(
+    st.none(), st.text(max_size=200), st.binary(max_size=64), st.integers(-(2**63), 2**63 - 1)
+)
+
+
+@st.composite
+def hostile_tables(draw: st.DrawFn) -> bytes:
+    width = draw(st.integers(1, 6))
+    rows = draw(st.integers(0, 20))
+    columns = draw(st.lists(names, min_size=width, max_size=width, unique=True))
+    data = {}
+    for column in columns:
+        kind = draw(st.sampled_from(["text", "binary", "int", "fixed16"]))
+        if kind == "text":
+            data[column] = pa.array(
+                draw(st.lists(st.text(max_size=100) | st.none(), min_size=rows, max_size=rows)),
+                pa.string(),
+            )
+        elif kind == "binary":
+            data[column] = pa.array(
+                draw(st.lists(st.binary(max_size=40), min_size=rows, max_size=rows)), pa.binary()
+            )
+        elif kind == "int":
+            data[column] = pa.array(
+                draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=rows, max_size=rows)),
+                pa.int64(),
+            )
+        else:
+            data[column] = pa.array(
+                draw(st.lists(st.binary(min_size=16, max_size=16), min_size=rows, max_size=rows)),
+                pa.binary(16),
+            )
+    metadata = draw(st.none() | st.just({b"pprl.manifest": draw(st.binary(max_size=300))}))
+    return _parquet(pa.table(data), metadata)
+
+
+uploads = st.one_of(
+    st.binary(max_size=2000),
+    st.binary(max_size=500).map(lambda b: b"PAR1" + b + b"PAR1"),
+    hostile_tables(),
+    hostile_tables().map(lambda b: b[: max(len(b) - 20, 0)]),
+    hostile_tables().map(lambda b: b[:-8] + bytes(4) + b"PAR1"),
+)
+
+
+def _nothing_stored(s: Service) -> None:
+    assert not list(s.settings.data_dir.rglob("*.sealed")) and not list(
+        s.settings.data_dir.rglob("*.part")
+    )
+    assert (
+        s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
+    )
+    assert s.http.get("/healthz").status_code == 200
+
+
+def test_hostile_uploads_get_one_clear_4xx(project_service: Service) -> None:
+    s = project_service
+
+    @HOSTILE
+    @given(uploads)
+    def attempt(body: bytes) -> None:
+        r = s.upload(s.tokens["housing"], body)
+        assert 400 <= r.status_code < 500, (r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and 10 < len(detail) < 600
+
+    attempt()
+    _nothing_stored(s)
+
+
+def test_decompression_bomb_is_refused(project_service: Service) -> None:
+    s = project_service
+    bomb = _parquet(
+        pa.table({"t_nhs_number_exact": pa.repeat(pa.scalar(0, pa.int64()), 20_000_000)})
+    )
+    assert len(bomb) < 2_000_000
+    r = s.upload(s.tokens["housing"], bomb)
+    assert r.status_code == 422 and "declares far more data" in r.json()["detail"]
+    _nothing_stored(s)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+    | st.integers(min_value=10**30, max_value=10**40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def _deep(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+def test_hostile_specs_get_one_clear_4xx(project_service: Service) -> None:
+    s = project_service
+    base = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()["spec"]
+
+    @HOSTILE
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "name",
+                    "reference_date",
+                    "identifiers",
+                    "attributes",
+                    "encoding",
+                    "matching",
+                    "disclosure",
+                    "extra",
+                ]
+            ),
+            json_values,
+            max_size=5,
+        )
+    )
+    def attempt(changes: dict[str, Any]) -> None:
+        spec = {**base, **changes}
+        r = s.http.post(
+            "/v1/projects", headers=s.as_(s.admin), json={"name": "hostile", "spec": spec}
+        )
+        assert r.status_code in (201, 400, 409, 422), (r.status_code, r.text)
+        if r.status_code != 201:
+            assert isinstance(r.json()["detail"], str)
+
+    attempt()
+    for spec in (
+        {**base, "identifiers": [{"name": "x", "type": "postcde"}]},
+        _deep(200),
+        {**base, "matching": {"threshold": 10**400}},
+        {**base, "encoding": {"token_bits": -1}},
+    ):
+        body = json.dumps({"name": "hostile-2", "spec": spec})
+        r = s.http.post(
+            "/v1/projects",
+            headers={**s.as_(s.admin), "Content-Type": "application/json"},
+            content=body,
+        )
+        assert 400 <= r.status_code < 500, r.text
+    assert s.http.get("/healthz").status_code == 200
