@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     linkage_backend: Literal["duckdb", "spark"] = Field("duckdb", description="Splink backend")
     spark_master: str = Field("local[2]", description="Spark master URL when backend is spark")
+    linkage_memory_limit: str = Field(
+        "6GB", description="DuckDB memory limit; beyond it the run spills to its private dir"
+    )
     checkpoint_every: int = Field(100, description="sign an audit checkpoint every N events")
     purge_interval_seconds: int = Field(3600, description="retention purge schedule (worker)")
     session_secret: SecretStr = Field(

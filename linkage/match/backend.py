@@ -21,6 +21,7 @@ class Backend:
     temp_dir: Path | None = None
     spark_master: str = "local[2]"
     threads: int | None = None
+    memory_limit: str | None = "6GB"  # DuckDB spills to temp_dir beyond this
     _spark: Any = field(default=None, repr=False)
 
     def api(self) -> Any:
@@ -32,6 +33,8 @@ class Backend:
             con = duckdb.connect(":memory:")
             if self.temp_dir is not None:
                 con.execute(f"SET temp_directory = '{self.temp_dir}'")
+            if self.memory_limit:
+                con.execute(f"SET memory_limit = '{self.memory_limit}'")
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
             return DuckDBAPI(con)
