@@ -64,11 +64,15 @@ def _pprl(sealed: dict[str, str], pem: bytes, queue: Any) -> None:
     start = time.perf_counter()
     key = serialization.load_pem_private_key(pem, password=None)
     spec = load_spec(SPEC)
-    extracts = {n: pq.read_table(io.BytesIO(b"".join(open_sealed(Path(p), key)))) for n, p in sealed.items()}  # type: ignore[arg-type]
+    extracts = {
+        n: pq.read_table(io.BytesIO(b"".join(open_sealed(Path(p), key)))) for n, p in sealed.items()
+    }  # type: ignore[arg-type]
     rows = sum(t.num_rows for t in extracts.values())
     result = link(extracts, spec)
     figures = compute_figures(result.records, spec)
-    release = disclose(figures, spec.disclosure, histogram=result.diagnostics["match_weight_histogram"])
+    release = disclose(
+        figures, spec.disclosure, histogram=result.diagnostics["match_weight_histogram"]
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"rows": rows, "seconds": time.perf_counter() - start, "timings": result.timings,
                "figures": len(release.figures), "peak_mb": peak_mb})  # fmt: skip
@@ -88,18 +92,26 @@ def _plain(plain: dict[str, str], queue: Any) -> None:
         table = pq.read_table(path)
         ids = pa.array(range(offset, offset + table.num_rows), pa.int64())
         offset += table.num_rows
-        sdfs.append(db.register(table.append_column("unique_id", ids), dataset_display_name=f"p{i}"))
+        sdfs.append(
+            db.register(table.append_column("unique_id", ids), dataset_display_name=f"p{i}")
+        )
     settings = SettingsCreator(
         link_type="link_and_dedupe", comparisons=comparisons_for(spec),
         blocking_rules_to_generate_predictions=[block_on(*r) for r in spec.blocking_rules()],
     )  # fmt: skip
     linker = Linker(sdfs, settings)
-    linker.training.estimate_probability_two_random_records_match([block_on("t_nhs_number_exact")], recall=0.8)
-    linker.training.estimate_u_using_random_sampling(max_pairs=spec.matching.max_pairs_for_u, seed=42)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("t_nhs_number_exact")], recall=0.8
+    )
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=spec.matching.max_pairs_for_u, seed=42
+    )
     linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("t_dob_full"), estimate_without_term_frequencies=True)
+        block_on("t_dob_full"), estimate_without_term_frequencies=True
+    )
     linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("t_postcode_full"), estimate_without_term_frequencies=True)
+        block_on("t_postcode_full"), estimate_without_term_frequencies=True
+    )
     predictions = linker.inference.predict(threshold_match_probability=0.5)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.9)
     n = clusters.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0]
@@ -135,11 +147,15 @@ def main() -> None:
         ours = _child(_pprl, {k: str(v) for k, v in sealed.items()}, pem)
         base = _child(_plain, {k: str(v) for k, v in plain.items()})
         ratio = ours["seconds"] / base["seconds"]
-        print(f"pprl (sealed -> released): {ours['rows']:,} records  {ours['seconds']:6.1f} s  "
-              f"peak RSS {ours['peak_mb'] / 1024:.2f} GB  ({ours['figures']} figures released)")
+        print(
+            f"pprl (sealed -> released): {ours['rows']:,} records  {ours['seconds']:6.1f} s  "
+            f"peak RSS {ours['peak_mb'] / 1024:.2f} GB  ({ours['figures']} figures released)"
+        )
         print("   stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in ours["timings"].items()))
-        print(f"plain Splink:              {base['rows']:,} records  {base['seconds']:6.1f} s  "
-              f"peak RSS {base['peak_mb'] / 1024:.2f} GB")
+        print(
+            f"plain Splink:              {base['rows']:,} records  {base['seconds']:6.1f} s  "
+            f"peak RSS {base['peak_mb'] / 1024:.2f} GB"
+        )
         print(f"ratio pprl / plain Splink: {ratio:.2f}")
         print(json.dumps({"pprl": ours, "plain": base, "ratio": ratio}))
 

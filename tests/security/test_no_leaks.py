@@ -18,7 +18,11 @@ def test_no_identifier_token_or_secret_anywhere(tmp_path: Path) -> None:
     result = run_demo(root, people=2000, port=0, say=lambda _m: None, keep_serving=True)
     assert result.server is not None
     try:
-        dpo = Client(ClientSettings(url=result.url, token=result.dpo_token, ca_bundle=root / "tls" / "ca.pem"))
+        dpo = Client(
+            ClientSettings(
+                url=result.url, token=result.dpo_token, ca_bundle=root / "tls" / "ca.pem"
+            )
+        )
         audit_export = dpo.text("GET", "/v1/audit/export", params={"format": "jsonl"})
         audit_page = str(dpo.request("GET", "/v1/audit", params={"limit": 1000}))
         dpo.close()
@@ -40,7 +44,12 @@ def test_no_identifier_token_or_secret_anywhere(tmp_path: Path) -> None:
                         needles.add(row[column])
     assert len(needles) > 1000
     secret = (root / "partners" / "project.key").read_bytes()
-    secrets = {secret.hex(), base64.b64encode(secret).decode(), *result.tokens.values(), result.admin_token}
+    secrets = {
+        secret.hex(),
+        base64.b64encode(secret).decode(),
+        *result.tokens.values(),
+        result.admin_token,
+    }
 
     haystacks = {
         "server log": (root / "server.log").read_text(errors="replace"),

@@ -1,0 +1,175 @@
+"""Load on loopback, bounded in count and time: read endpoints under 50 concurrent
+clients, then 10 concurrent 100 MB uploads.
+
+    .venv/bin/python benchmarks/bench_load.py [--requests 2000] [--upload-mb 100]
+
+Uses the demo's service (SQLite, TLS, embedded worker) with its finished run, so the
+results and audit endpoints serve real data. Prints p50/p99 latency and errors, upload
+throughput, and the server's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_upload import make_extract
+
+from service.demo import run_demo
+
+
+class PeakRss:
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def read_load(url: str, ca: Path, requests: list[tuple[str, str]], clients: int) -> dict[str, Any]:
+    local = threading.local()
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+
+    def one(item: tuple[str, str]) -> tuple[float, int]:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, verify=context, timeout=30)
+        path, token = item
+        start = time.perf_counter()
+        try:
+            status = local.client.get(
+                path, headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+        except httpx.HTTPError:
+            status = 0
+        return time.perf_counter() - start, status
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one, requests))
+    seconds = time.perf_counter() - started
+    latencies = np.array([r[0] for r in results]) * 1000
+    errors = sum(1 for r in results if r[1] != 200)
+    return {"requests": len(results), "seconds": seconds, "rps": len(results) / seconds,
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+            "errors": errors}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--upload-mb", type=int, default=100)
+    parser.add_argument("--uploads", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        demo = run_demo(work / "demo", people=3000, port=0, say=lambda _m: None, keep_serving=True)
+        assert demo.server is not None
+        ca = work / "demo" / "tls" / "ca.pem"
+        try:
+            from service.client import Client
+            from service.settings import ClientSettings
+
+            analyst = Client(
+                ClientSettings(url=demo.url, token=demo.tokens["analyst"], ca_bundle=ca)
+            )
+            run_id = analyst.request("GET", "/v1/projects/frequent-users/runs")[-1]["id"]
+            results_path = f"/v1/projects/frequent-users/runs/{run_id}/results"
+            mix = [(results_path, demo.tokens["analyst"]), ("/v1/audit?limit=100", demo.dpo_token)]
+            requests = [mix[i % 2] for i in range(args.requests)]
+            with PeakRss(demo.server.pid) as rss:
+                reads = read_load(demo.url, ca, requests, args.clients)
+            reads["server_peak_mb"] = rss.peak / 2**20
+            print(
+                f"reads: {reads['requests']} requests from {args.clients} clients in {reads['seconds']:.1f} s "
+                f"({reads['rps']:.0f}/s): p50 {reads['p50_ms']:.0f} ms, p99 {reads['p99_ms']:.0f} ms, "
+                f"errors {reads['errors']}, server peak RSS {reads['server_peak_mb']:.0f} MB"
+            )
+
+            extract = work / "big.parquet"
+            rows = int(args.upload_mb * 1e6 / 58.4)  # 1M rows ~ 58 MB
+            make_extract(extract, rows)
+            size = extract.stat().st_size
+            admin = Client(ClientSettings(url=demo.url, token=demo.admin_token, ca_bundle=ca))
+            spec = json.loads(
+                (Path(__file__).resolve().parent.parent / "examples" / "spec-uk.json").read_text()
+            )
+            names = [f"loader-{i}" for i in range(args.uploads)]
+            tokens = [
+                admin.request("POST", "/v1/tokens", json={"name": n, "role": "partner"})["token"]
+                for n in names
+            ]
+            admin.request(
+                "POST", "/v1/projects", json={"name": "load", "spec": spec, "members": names}
+            )
+
+            def upload(token: str) -> int:
+                client = Client(
+                    ClientSettings(url=demo.url, token=token, ca_bundle=ca), timeout=600
+                )
+                try:
+                    client.upload("/v1/projects/load/submissions", extract)
+                    return 1
+                except Exception:
+                    return 0
+                finally:
+                    client.close()
+
+            with PeakRss(demo.server.pid) as rss:
+                started = time.perf_counter()
+                with ThreadPoolExecutor(args.uploads) as pool:
+                    ok = sum(pool.map(upload, tokens))
+                seconds = time.perf_counter() - started
+            total_mb = size * args.uploads / 1e6
+            print(
+                f"uploads: {ok}/{args.uploads} of {size / 1e6:.0f} MB accepted in {seconds:.1f} s "
+                f"({total_mb / seconds:.0f} MB/s in all), server peak RSS {rss.peak / 2**20:.0f} MB"
+            )
+            print(
+                json.dumps(
+                    {
+                        "reads": reads,
+                        "uploads": {
+                            "ok": ok,
+                            "seconds": seconds,
+                            "mb_each": size / 1e6,
+                            "mb_per_s": total_mb / seconds,
+                            "server_peak_mb": rss.peak / 2**20,
+                        },
+                    }
+                )
+            )
+        finally:
+            demo.server.terminate()
+            demo.server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
