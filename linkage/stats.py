@@ -23,6 +23,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from linkage.match import PARTNER, PERSON
 from linkage.spec import Spec, attribute_column
@@ -57,16 +58,22 @@ def _combo(names: Sequence[str]) -> str:
     return "+".join(sorted(names))
 
 
-def _people(records: pa.Table, spec: Spec) -> pd.DataFrame:
+def _people(records: pa.Table, spec: Spec, partners: list[str]) -> pd.DataFrame:
     """One row per person: the set of partners, total contacts, modal attributes."""
     df = records.to_pandas()
-    grouped = df.groupby(PERSON, sort=True)
-    people = pd.DataFrame(index=grouped.size().index)
-    people["partners"] = grouped[PARTNER].agg(lambda s: _combo(sorted(set(s))))
-    people["n_partners"] = people["partners"].str.count(r"\+") + 1
+    # partners as bits: a person's set of partners is the OR (= sum of distinct) of bits
+    bits = np.left_shift(1, pd.Categorical(df[PARTNER], categories=partners).codes.astype(np.int64))
+    seen = pd.DataFrame({PERSON: df[PERSON].to_numpy(), "bit": bits}).drop_duplicates()
+    mask = seen.groupby(PERSON, sort=True)["bit"].sum()
+    people = pd.DataFrame(index=mask.index)
+    names = {m: _combo([p for i, p in enumerate(partners) if m >> i & 1]) for m in mask.unique()}
+    people["partners"] = mask.map(names)
+    people["n_partners"] = mask.map({m: int(m).bit_count() for m in names})
     contacts = spec.statistics.contacts_attribute
     if contacts is not None:
-        people["contacts"] = grouped[attribute_column(contacts)].sum(min_count=1).fillna(0)
+        people["contacts"] = (
+            df.groupby(PERSON, sort=True)[attribute_column(contacts)].sum(min_count=1).fillna(0)
+        )
     else:
         people["contacts"] = 0
     for attr in spec.attributes:
@@ -133,8 +140,8 @@ def compute_figures(
     records: pa.Table, spec: Spec, frequent_threshold: int | None = None
 ) -> Figures:
     """Every figure of a run, exactly, with the relations between them."""
-    people = _people(records, spec)
-    partners = sorted(set(records.column(PARTNER).to_pylist()))
+    partners = sorted(pc.unique(records.column(PARTNER)).to_pylist())
+    people = _people(records, spec, partners)
     threshold = frequent_threshold or spec.statistics.frequent_threshold
     attrs = [a.name for a in spec.attributes if a.kind != "count"]
     values: dict[str, list[str]] = {}

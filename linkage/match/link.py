@@ -12,6 +12,7 @@ aggregates and ``linkage.disclose`` decides what may be released.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import time
@@ -171,10 +172,12 @@ def link(
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=threshold
     )
-    cluster_frame = clusters.as_pandas_dataframe()  # type: ignore[no-untyped-call]
-    cluster_table = cluster_frame[["unique_id", "cluster_id"]]
-    frame = predictions.as_pandas_dataframe()  # type: ignore[no-untyped-call]
-    weights = frame["match_weight"].to_numpy(dtype=float)
+    # only the two columns needed, and the weight histogram counted in the backend:
+    # the scored pairs never leave the database engine
+    cluster_table = linker.misc.query_sql(  # type: ignore[no-untyped-call]
+        f"SELECT unique_id, cluster_id FROM {clusters.physical_name}", output_type="pandas"
+    )
+    histogram = _histogram_sql(linker, predictions.physical_name)
     timings["cluster"] = time.perf_counter() - t0
 
     # cluster ids are record ids of a member: replace by dense person numbers
@@ -184,7 +187,7 @@ def link(
     joined = records.join(person_of, "unique_id", join_type="left outer")
     diagnostics = {
         "comparisons": _parameters(linker),
-        "match_weight_histogram": _histogram(weights),
+        "match_weight_histogram": histogram,
     }
     trained: dict[str, Any] = linker.misc.save_model_to_json()
     for sdf in (predictions, clusters):
@@ -230,15 +233,20 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def _histogram(weights: np.ndarray[Any, Any]) -> list[dict[str, Any]]:
-    """Pairs per coarse match-weight bin (counts go through disclosure control later)."""
-    edges = np.asarray(_WEIGHT_BINS)
-    counts, _ = np.histogram(weights[np.isfinite(weights)], bins=edges)
+def _histogram_sql(linker: Any, table: str) -> list[dict[str, Any]]:
+    """Pairs per coarse match-weight bin, counted in the backend (the counts go through
+    disclosure control later)."""
+    edges = [e for e in _WEIGHT_BINS if math.isfinite(e)]
+    cases = " ".join(f"WHEN match_weight < {e} THEN {i}" for i, e in enumerate(edges))
+    sql = f"SELECT CASE {cases} ELSE {len(edges)} END AS bin, count(*) AS pairs FROM {table} GROUP BY 1"
+    frame = linker.misc.query_sql(sql, output_type="pandas")
+    counts = {int(b): int(n) for b, n in zip(frame["bin"], frame["pairs"], strict=True)}
+    bounds = list(itertools.pairwise(_WEIGHT_BINS))
     return [
         {
-            "from": None if not math.isfinite(lo) else lo,
-            "to": None if not math.isfinite(hi) else hi,
-            "pairs": int(c),
-        }
-        for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+            "from": lo if math.isfinite(lo) else None,
+            "to": hi if math.isfinite(hi) else None,
+            "pairs": counts.get(i, 0),
+        }  # fmt: skip
+        for i, (lo, hi) in enumerate(bounds)
     ]
