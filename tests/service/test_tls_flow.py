@@ -53,7 +53,8 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], 
         "PPRL_DATABASE_URL": database_url,
         "PPRL_URL": f"https://127.0.0.1:{port}",
         "PPRL_CA_BUNDLE": str(tls.ca_cert),
-        "PPRL_WORKER_EMBEDDED": "false",
+        "PPRL_WORKER_EMBEDDED": "true",
+        "PPRL_WORKER_POLL_SECONDS": "0.2",
     }
     init = json.loads(pprl(env, "admin", "init", "--json").stdout)
     env["PPRL_TOKEN"] = init["token"]
@@ -71,8 +72,8 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], 
             str(tls.server_key),
         ],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("wb"),  # a pipe nobody reads would fill and block
     )
     deadline = time.monotonic() + 30
     while True:
@@ -87,9 +88,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], 
                 break
         except httpx.TransportError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    proc.stderr.read().decode() if proc.stderr else "server died"
-                ) from None
+                raise AssertionError((tmp_path / "server.log").read_text()[-2000:]) from None
             time.sleep(0.2)
     yield env, tls.ca_cert
     proc.terminate()
@@ -138,6 +137,61 @@ def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Pa
     untrusting = {**partner_env, "PPRL_CA_BUNDLE": ""}
     refused = pprl(untrusting, "submit", "--project", "fsu", hashed, check=False)
     assert refused.returncode != 0 and "not trusted" in refused.stderr
+
+    # the analyst runs the linkage and reads the results; the DPO exports and verifies
+    analyst = json.loads(
+        pprl(
+            env,
+            "admin",
+            "token",
+            "create",
+            "--role",
+            "analyst",
+            "--name",
+            "ana",
+            "--project",
+            "fsu",
+            "--json",
+        ).stdout
+    )["token"]
+    dpo = json.loads(
+        pprl(env, "admin", "token", "create", "--role", "dpo", "--name", "dora", "--json").stdout
+    )["token"]
+    analyst_env = {**env, "PPRL_TOKEN": analyst}
+    state = json.loads(pprl(analyst_env, "run", "--project", "fsu", "--wait", "--json").stdout)
+    assert state["status"] == "done"
+    table = pprl(analyst_env, "results", "--project", "fsu").stdout
+    assert "distinct people" in table and "by age_band" in table
+    rows = pprl(analyst_env, "results", "--project", "fsu", "--format", "csv").stdout.splitlines()
+    assert rows[0] == "figure,value" and any(r.startswith("persons.total,") for r in rows)
+    chart = tmp_path / "chart.png"
+    pprl(analyst_env, "results", "--project", "fsu", "--plot", chart, "--format", "json")
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    dpo_env = {**env, "PPRL_TOKEN": dpo}
+    export = tmp_path / "audit.jsonl"
+    pprl(dpo_env, "audit", "export", export)
+    key = httpx.get(
+        f"{env['PPRL_URL']}/v1/audit/public-key", verify=ssl.create_default_context(cafile=str(ca))
+    ).json()
+    verified = json.loads(
+        pprl(
+            dpo_env,
+            "audit",
+            "verify",
+            "--file",
+            export,
+            "--public-key",
+            key["public_key_hex"],
+            "--json",
+        ).stdout
+    )
+    assert verified["ok"] and verified["events"] > 10
+    assert "verified" in pprl(dpo_env, "audit", "verify").stdout
+    listed = json.loads(pprl(dpo_env, "audit", "list", "--action", "results.", "--json").stdout)
+    assert {e["action"] for e in listed["events"]} >= {"results.released", "results.read"}
+    # a partner cannot read the audit, an analyst cannot read another role's endpoints
+    denied = pprl(partner_env, "audit", "list", check=False)
+    assert denied.returncode != 0 and "403" in denied.stderr
 
 
 def test_serve_refuses_plain_http_off_loopback(tmp_path: Path) -> None:
