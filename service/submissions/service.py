@@ -23,6 +23,7 @@ from service.auth import Authenticated
 from service.crypto import seal_file
 from service.db.models import Principal, Project, Submission
 from service.errors import Conflict, NotFound, Unprocessable
+from service.processes import pid_alive
 from service.projects.service import project_spec
 from service.settings import Settings
 from service.submissions.schemas import SubmissionOut
@@ -36,7 +37,7 @@ def sweep_incoming(settings: Settings) -> int:
     removed = 0
     for path in settings.incoming_dir.glob("*.part") if settings.incoming_dir.is_dir() else []:
         pid = path.stem.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
         path.unlink(missing_ok=True)
         removed += 1
@@ -46,16 +47,6 @@ def sweep_incoming(settings: Settings) -> int:
             path.unlink(missing_ok=True)  # a seal cut off half way; its row was never written
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def audit_rejection(

@@ -30,6 +30,7 @@ from linkage.stats import compute_figures
 from service.crypto import open_bytes, open_sealed, seal_bytes
 from service.db import Database
 from service.db.models import Principal, Project, Submission
+from service.processes import pid_alive
 from service.projects.service import disclosure_policy, project_spec
 from service.settings import Settings
 from service.worker.queue import Claim
@@ -51,21 +52,11 @@ def sweep_stale_workdirs(settings: Settings) -> int:
         return 0
     for path in settings.work_dir.glob(f"{_PREFIX}*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
