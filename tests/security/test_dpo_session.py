@@ -1,0 +1,59 @@
+"""DPO pages: only DPO tokens sign in, forms need their CSRF token, forged or absent
+session cookies lead back to the sign-in page."""
+
+from __future__ import annotations
+
+import re
+
+from tests.service_fixtures import Service
+
+
+def _login_form(s: Service) -> str:
+    page = s.http.get("/dpo/login").text
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+def test_only_dpo_tokens_sign_in_and_forms_need_csrf(project_service: Service) -> None:
+    s = project_service
+    csrf = _login_form(s)
+    for token in (s.admin, s.tokens["analyst"], s.tokens["housing"], "pprl_nonsense"):
+        r = s.http.post("/dpo/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 200 and "not a valid DPO token" in r.text
+        csrf = _login_form(s)
+    assert s.audit_actions().count(("dpo.sign_in", "denied")) == 4
+    # a forged form (no matching CSRF nonce) does not sign anyone in
+    r = s.http.post(
+        "/dpo/login", data={"token": s.tokens["dpo"], "csrf": "forged"}, follow_redirects=False
+    )
+    assert r.status_code == 200 and "form expired" in r.text
+    csrf = _login_form(s)
+    r = s.http.post(
+        "/dpo/login", data={"token": s.tokens["dpo"], "csrf": csrf}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/dpo"
+    cookie = r.headers["set-cookie"]
+    assert (
+        "HttpOnly" in cookie
+        and "Secure" in cookie
+        and "SameSite=strict" in cookie.replace("Strict", "strict")
+    )
+    page = s.http.get("/dpo")
+    assert page.status_code == 200 and "Audit chain verified" in page.text
+    # sign-out without the session's CSRF token is refused
+    assert s.http.post("/dpo/logout", data={"csrf": "nope"}).status_code == 403
+
+
+def test_forged_or_missing_session_goes_to_sign_in(project_service: Service) -> None:
+    s = project_service
+    s.http.cookies.clear()
+    r = s.http.get("/dpo", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dpo/login"
+    s.http.cookies.set(
+        "pprl_dpo", "someone.9999999999.forgedmac", domain="testserver.local", path="/dpo"
+    )
+    r = s.http.get("/dpo", follow_redirects=False)
+    assert r.status_code == 303
+    r = s.http.get(f"/dpo/projects/{s.project_id}", follow_redirects=False)
+    assert r.status_code == 303
