@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,9 @@ def serve(
     child = None
     if settings.worker_embedded:
         # the embedded worker is its own process: only it loads the enclave private key
-        child = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"])
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker", "--parent-pid", str(os.getpid())]
+        )
     try:
         uvicorn.run(
             application,
@@ -80,6 +83,9 @@ def serve(
 @app.command()
 def worker(
     once: bool = typer.Option(False, "--once", help="Process at most one run, then exit."),
+    parent_pid: int | None = typer.Option(
+        None, "--parent-pid", help="Exit when this process is gone (set by `pprl serve`)."
+    ),
 ) -> None:
     """Run the enclave worker alone (production: the only process with the private key)."""
     from service.crypto import KeyFileError
@@ -99,4 +105,4 @@ def worker(
         enclave.run_once()
         return
     with contextlib.suppress(KeyboardInterrupt):
-        enclave.run_forever()
+        enclave.run_forever(parent_pid=parent_pid)

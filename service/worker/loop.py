@@ -102,11 +102,17 @@ class Worker:
         self._last_purge = now
         return purge_expired(self.settings, self.db, self.actor)
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
-        """Poll for runs until ``stop`` is set (or forever)."""
+    def run_forever(
+        self, stop: threading.Event | None = None, parent_pid: int | None = None
+    ) -> None:
+        """Poll for runs until ``stop`` is set, or until ``parent_pid`` is gone (an embedded
+        worker must not outlive a server that was killed)."""
         stop = stop or threading.Event()
         log("worker started", worker=self.actor.name)
         while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log("worker exiting: its server is gone")
+                return
             self.purge_if_due()
             if self.run_once() is None:
                 stop.wait(self.settings.worker_poll_seconds)

@@ -233,3 +233,38 @@ def test_server_killed_mid_upload_leaves_no_half_submission(
     assert (
         s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
     )
+
+
+def test_embedded_worker_does_not_outlive_a_killed_server(
+    project_service: Service, tmp_path: Path
+) -> None:
+    import psutil
+
+    s = project_service
+    tls = make_local_tls(tmp_path / "tls")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(_port()),
+            "--tls-cert",
+            str(tls.server_cert),
+            "--tls-key",
+            str(tls.server_key),
+        ],
+        env=_env(s, PPRL_WORKER_EMBEDDED="true"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not psutil.Process(server.pid).children():
+        assert time.monotonic() < deadline, "no embedded worker started"
+        time.sleep(0.1)
+    (worker,) = psutil.Process(server.pid).children()
+    time.sleep(2)  # let the worker reach its polling loop
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    worker.wait(timeout=30)  # raises psutil.TimeoutExpired if the orphan lives on
