@@ -31,6 +31,7 @@ from linkage.spec import Spec, attribute_column
 __all__ = ["UNKNOWN", "Figures", "Relation", "compute_figures"]
 
 UNKNOWN = "unknown"
+_ALL_COMBINATIONS_UP_TO = 8  # partners; beyond, only the combinations that occur
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,16 @@ def _people(records: pa.Table, spec: Spec, partners: list[str]) -> pd.DataFrame:
 def _overlaps(fig: Figures, prefix: str, people: pd.DataFrame, partners: list[str]) -> None:
     combos = people["partners"].value_counts()
     only: dict[str, int] = {}
-    for k in range(1, len(partners) + 1):
-        for subset in combinations(partners, k):
-            name = _combo(subset)
-            only[name] = int(combos.get(name, 0))
-            fig.counts[f"{prefix}.only.{name}"] = only[name]
+    if len(partners) <= _ALL_COMBINATIONS_UP_TO:
+        # every combination, zeros included: an UpSet chart shows the empty ones too
+        for k in range(1, len(partners) + 1):
+            for subset in combinations(partners, k):
+                only[_combo(subset)] = int(combos.get(_combo(subset), 0))
+    else:
+        # 2^k combinations is too many to list: only those that occur (the rest are 0)
+        only = {str(name): int(n) for name, n in combos.sort_index().items()}
+    for name, value in only.items():
+        fig.counts[f"{prefix}.only.{name}"] = value
     fig.counts[f"{prefix}.total"] = len(people)
     fig.relations.append(Relation(f"{prefix}.total", tuple(f"{prefix}.only.{c}" for c in only)))
 

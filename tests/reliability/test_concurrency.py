@@ -84,7 +84,7 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("wb"),
     )
     url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(tls.ca_cert))
