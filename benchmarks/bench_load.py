@@ -31,9 +31,12 @@ from service.demo import run_demo
 
 
 class PeakRss:
+    """Samples a process's RSS every 50 ms; also the CPU seconds it used meanwhile."""
+
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.peak = 0
+        self.cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,13 +45,19 @@ class PeakRss:
             self.peak = max(self.peak, self.proc.memory_info().rss)
             time.sleep(0.05)
 
+    def _cpu(self) -> float:
+        times = self.proc.cpu_times()
+        return float(times.user + times.system)
+
     def __enter__(self) -> PeakRss:
+        self._cpu_start = self._cpu()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.cpu_seconds = self._cpu() - self._cpu_start
 
 
 def read_load(url: str, ca: Path, requests: list[tuple[str, str]], clients: int) -> dict[str, Any]:
@@ -107,10 +116,14 @@ def main() -> None:
             with PeakRss(demo.server.pid) as rss:
                 reads = read_load(demo.url, ca, requests, args.clients)
             reads["server_peak_mb"] = rss.peak / 2**20
+            # the load generator shares the machine's two cores with the server, so say how
+            # much of the time the server itself spent per request
+            reads["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / reads["requests"]
             print(
                 f"reads: {reads['requests']} requests from {args.clients} clients in {reads['seconds']:.1f} s "
                 f"({reads['rps']:.0f}/s): p50 {reads['p50_ms']:.0f} ms, p99 {reads['p99_ms']:.0f} ms, "
-                f"errors {reads['errors']}, server peak RSS {reads['server_peak_mb']:.0f} MB"
+                f"errors {reads['errors']}, server peak RSS {reads['server_peak_mb']:.0f} MB, "
+                f"server CPU {reads['server_cpu_ms_per_request']:.1f} ms per request"
             )
 
             extract = work / "big.parquet"

@@ -6,14 +6,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from service import context
 from service.api import meta, tokens
-from service.api.deps import AppState, record_denial
+from service.api.deps import AppState, in_db_slot, record_denial
 from service.audit import router as audit
 from service.audit.checkpoints import configure_signer
 from service.crypto import load_enclave_public_key, load_signing_key
@@ -27,6 +27,8 @@ from service.settings import Settings
 from service.submissions import router as submissions
 
 __all__ = ["create_app"]
+
+_THREADPOOL_THREADS = 40
 
 _SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -63,6 +65,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         enclave_public_key=load_enclave_public_key(settings.enclave_public_key_path),
         audit_public_key=signing_key.public_key(),
         audit_signing_key=signing_key,
+        # fewer slots than the threadpool's 40 threads (anyio's default), so the request
+        # holding the database can always get the thread it needs to finish
+        db_slots=anyio.CapacityLimiter(min(db.pool_capacity, _THREADPOOL_THREADS - 8)),
     )
 
     @app.middleware("http")
@@ -73,6 +78,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
         context.request_id.set(rid)
+        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+            # PostgreSQL cannot store or compare NUL; refuse it before any handler sees it
+            return JSONResponse(
+                {"error": "bad request", "detail": "the URL may not contain NUL (%00) characters"},
+                status_code=400,
+                headers={**_SECURITY_HEADERS, "X-Request-ID": rid},
+            )
         context.client_address.set(request.client.host if request.client else None)
         started = time.perf_counter()
         response = await call_next(request)
@@ -85,7 +97,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         if exc.audit is not None:
-            await run_in_threadpool(record_denial, request.app.state.pprl, exc)
+            await in_db_slot(request.app.state.pprl, record_denial, request.app.state.pprl, exc)
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status,
                             headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)  # fmt: skip
 

@@ -3,19 +3,29 @@ and authorisation checks whose refusals are audited.
 
 A refusal is written to the audit log in its own transaction, because the request's own
 transaction is rolled back when the refusal is raised.
+
+Every request that touches the database first takes one of a fixed number of database
+slots (:func:`db_slot`), fewer than the threadpool has threads. Why: a sync route's
+transaction stays open until FastAPI has serialised its response, which needs one more
+threadpool thread. Without slots, enough concurrent requests would fill every thread with
+waiters for the database (SQLite's write lock, or an empty connection pool) while the
+request holding it waited for a thread: a deadlock that only timeouts broke. Waiting for
+a slot is asynchronous and holds no thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
 
+import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.audit import Actor, record
 from service.auth import Authenticated, authenticate, find_project, is_member
@@ -26,14 +36,21 @@ from service.settings import Settings
 
 __all__ = [
     "AppState",
+    "Bearer",
     "Caller",
     "DbSession",
+    "Slot",
     "State",
+    "authenticate_request",
+    "db_slot",
     "deny",
+    "in_db_slot",
     "member_project",
     "record_denial",
     "require_role",
 ]
+
+_T = TypeVar("_T")
 
 ANONYMOUS = Actor("anonymous", "none")
 _bearer = HTTPBearer(auto_error=False, description="A pprl token: `Authorization: Bearer pprl_...`")
@@ -48,6 +65,7 @@ class AppState:
     enclave_public_key: X25519PublicKey
     audit_public_key: Ed25519PublicKey
     audit_signing_key: Ed25519PrivateKey | None = None
+    db_slots: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(16))
 
 
 def get_state(request: Request) -> AppState:
@@ -58,7 +76,26 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_session(state: State) -> Iterator[Session]:
+async def db_slot(state: State) -> AsyncIterator[None]:
+    """Hold one database slot for the rest of the request (see the module docstring)."""
+    async with state.db_slots:
+        yield
+
+
+Slot = Annotated[None, Depends(db_slot)]
+
+
+async def in_db_slot(state: AppState, fn: Callable[..., _T], *args: object) -> _T:
+    """Run blocking database work ``fn(*args)`` in the threadpool, inside a slot.
+
+    For async routes and handlers, which hold no slot of their own (an upload must not
+    keep one while its body streams in).
+    """
+    async with state.db_slots:
+        return await run_in_threadpool(fn, *args)
+
+
+def get_session(state: State, _slot: Slot) -> Iterator[Session]:
     """The request's one transaction: commit on success, roll back on any error."""
     with state.db.transaction() as session:
         yield session
@@ -100,12 +137,13 @@ def record_denial(state: AppState, error: ServiceError) -> None:
         )
 
 
-def get_caller(
-    request: Request,
-    state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def authenticate_request(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None, request: Request
 ) -> Authenticated:
-    """The authenticated caller; 401 (audited) without a valid, live token."""
+    """The caller behind the bearer token; 401 (audited) without a valid, live token."""
     token = credentials.credentials if credentials else None
     try:
         with state.db.transaction() as session:
@@ -114,6 +152,11 @@ def get_caller(
         raise deny(
             state, exc, actor=ANONYMOUS, action=f"{request.method} {request.url.path}"
         ) from None
+
+
+def get_caller(request: Request, state: State, credentials: Bearer, _slot: Slot) -> Authenticated:
+    """The authenticated caller; 401 (audited) without a valid, live token."""
+    return authenticate_request(state, credentials, request)
 
 
 Caller = Annotated[Authenticated, Depends(get_caller)]

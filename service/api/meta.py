@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from service.api.deps import State
+from service.api.deps import Slot, State
 from service.crypto import public_key_hex
 
 router = APIRouter(tags=["meta"])
@@ -25,10 +25,10 @@ class EnclaveKey(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(state: State) -> Health:
+def healthz(state: State, _slot: Slot) -> Health:
     """Liveness and database reachability."""
-    with state.db.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    with state.db.snapshot() as session:
+        session.execute(text("SELECT 1"))
     return Health(status="ok", database="sqlite" if state.db.is_sqlite else "postgresql")
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from service.api.bodies import RequestBody
 from service.api.deps import Caller, DbSession, State, require_role
 from service.auth import create_principal, revoke_principal
 from service.db.models import Principal
@@ -18,9 +19,7 @@ router = APIRouter(
 )
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(pattern="^(admin|partner|analyst|dpo)$")
     projects: list[str] = Field(default_factory=list, description="project names or ids")

@@ -49,9 +49,15 @@ class ChainReport:
 
     def summary(self) -> str:
         if self.ok:
+            checkpoints = (
+                f"{self.checkpoints_verified} signed checkpoint"
+                f"{'' if self.checkpoints_verified == 1 else 's'} valid"
+                if self.checkpoints_verified
+                else "no signed checkpoint yet"
+            )
             return (
                 f"verified: {self.events} events, chain intact up to event {self.verified_up_to}, "
-                f"{self.checkpoints_verified} signed checkpoints valid"
+                f"{checkpoints}"
             )
         return f"BROKEN at event {self.broken_at}: {self.reason}"
 

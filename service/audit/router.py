@@ -93,7 +93,8 @@ def export(
 
     def body() -> Iterator[str]:
         # the request's session is closed once the response starts: read in our own
-        with state.db.transaction() as reader:
+        # snapshot, which a slow download can hold without blocking any writer
+        with state.db.snapshot() as reader:
             yield from (export_jsonl(reader, key) if format == "jsonl" else export_csv(reader, key))
 
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"

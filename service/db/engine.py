@@ -1,9 +1,14 @@
 """Engine, sessions and migrations.
 
 One transaction per unit of work: ``with db.transaction() as session:`` commits on success
-and rolls back and re-raises on error; nothing else commits. On SQLite every transaction
-starts with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout
-instead of failing half way; on PostgreSQL row locks do that job.
+and rolls back and re-raises on error; nothing else commits. On SQLite every such
+transaction starts with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy
+timeout instead of failing half way; on PostgreSQL row locks do that job.
+
+``with db.snapshot() as session:`` is for long reads that write nothing (audit exports
+streamed to a client, health checks): on SQLite a deferred transaction, which in WAL mode
+reads a consistent snapshot without taking the write lock, so a slow reader never
+holds up writers; on PostgreSQL a read-only REPEATABLE READ transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["MIGRATIONS_DIR", "Database", "migrate"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+_SNAPSHOT = "pprl_snapshot"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -35,7 +41,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        snapshot = conn.get_execution_options().get(_SNAPSHOT, False)
+        conn.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -45,12 +52,21 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            # writers take turns on SQLite's one write lock: more connections add no speed
+            pool_size, overflow = 5, 10
             self.engine = create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False}
+                url,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=pool_size,
+                max_overflow=overflow,
             )
             _sqlite_setup(self.engine)
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            pool_size, overflow = 10, 20
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True
+            )
+        self.pool_capacity = pool_size + overflow
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -58,6 +74,21 @@ class Database:
         """A session whose transaction commits on success and rolls back on any error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only transaction over a consistent snapshot that never takes a write lock."""
+        options: dict[str, Any] = {_SNAPSHOT: True}
+        if not self.is_sqlite:
+            options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with (
+            self.engine.connect().execution_options(**options) as conn,
+            Session(bind=conn, expire_on_commit=False) as session,
+        ):
+            try:
+                yield session
+            finally:
+                conn.rollback()  # it wrote nothing; end the snapshot either way
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -26,7 +26,7 @@ from fastapi.responses import (
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from service.api.deps import AppState, State, get_state
+from service.api.deps import AppState, State, db_slot, get_state
 from service.audit import Actor, record
 from service.audit.review import AuditFilter, export_csv, export_jsonl, page, verify
 from service.auth import authenticate
@@ -39,7 +39,7 @@ from service.submissions.service import list_submissions
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-router = APIRouter(prefix="/dpo", include_in_schema=False)
+router = APIRouter(prefix="/dpo", include_in_schema=False, dependencies=[Depends(db_slot)])
 _COOKIE_OPTS: dict[str, Any] = {
     "secure": True,
     "httponly": True,
@@ -219,7 +219,8 @@ def export(request: Request, state: State, format: str = "csv") -> Response:
     key = public_key_hex(state.audit_public_key)
 
     def body() -> Iterator[str]:
-        with state.db.transaction() as reader:
+        # a snapshot: a slow download must not hold the write lock
+        with state.db.snapshot() as reader:
             yield from (export_jsonl(reader, key) if fmt == "jsonl" else export_csv(reader, key))
 
     return StreamingResponse(body(), media_type="text/csv" if fmt == "csv" else "application/x-ndjson",

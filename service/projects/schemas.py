@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from service.api.bodies import RequestBody
 
 __all__ = ["MemberAdd", "ProjectCreate", "ProjectOut"]
 
 
-class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProjectCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     purpose: str = Field("", max_length=5000, description="why the linkage is done")
     legal_basis: str = Field("", max_length=2000, description="e.g. UK GDPR Art 6(1)(e), 9(2)(h)")
@@ -28,9 +28,7 @@ class ProjectCreate(BaseModel):
     )
 
 
-class MemberAdd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MemberAdd(RequestBody):
     principal: str = Field(min_length=1, max_length=200, description="name or id")
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from service.api.bodies import RequestBody
 
 __all__ = ["RunCreate", "RunOut"]
 
 
-class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RunCreate(RequestBody):
     frequent_threshold: int | None = Field(
         None, ge=1, le=100_000, description="contacts that make a frequent user (default: spec)"
     )

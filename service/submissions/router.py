@@ -7,9 +7,18 @@ import os
 import uuid
 
 from fastapi import APIRouter, Request, status
-from starlette.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
 
-from service.api.deps import AppState, Caller, DbSession, State, member_project
+from service.api.deps import (
+    AppState,
+    Bearer,
+    Caller,
+    DbSession,
+    State,
+    authenticate_request,
+    in_db_slot,
+    member_project,
+)
 from service.auth import Authenticated
 from service.errors import (
     BadRequest,
@@ -47,17 +56,23 @@ _UPLOAD_BODY = {
         422: {"description": "not an acceptable hashed extract"},
     },
 )
-async def upload(project_id: str, request: Request, state: State, caller: Caller) -> SubmissionOut:
+async def upload(
+    project_id: str, request: Request, state: State, credentials: Bearer
+) -> SubmissionOut:
     """Submit a hashed extract (partner). Streams to disk, validates, seals to the enclave.
 
     The previous submission of the same partner, if any, is superseded. A rejected or
     interrupted upload leaves nothing behind.
     """
-    pid = await run_in_threadpool(_authorise_upload, state, caller, project_id)
+    # database work takes a slot only while it runs, never while the body streams in
+    caller, pid = await in_db_slot(
+        state, _authorise_upload, state, credentials, request, project_id
+    )
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        service.audit_rejection(state, caller, pid, "too_large", "upload too large", int(declared))
+        await in_db_slot(state, service.audit_rejection, state, caller, pid, "too_large",
+                         "upload too large", int(declared))  # fmt: skip
         raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # the pid in the name lets a restarted server sweep uploads cut off by a crash
@@ -75,7 +90,8 @@ async def upload(project_id: str, request: Request, state: State, caller: Caller
                 fh.write(chunk)
     except PayloadTooLarge as exc:
         target.unlink(missing_ok=True)
-        service.audit_rejection(state, caller, pid, "too_large", exc.detail, size)
+        await in_db_slot(state, service.audit_rejection, state, caller, pid, "too_large",
+                         exc.detail, size)  # fmt: skip
         raise
     except BaseException:
         # client went away mid-upload (or the server is stopping): leave nothing behind
@@ -83,18 +99,25 @@ async def upload(project_id: str, request: Request, state: State, caller: Caller
         raise
     if size == 0:
         target.unlink(missing_ok=True)
-        service.audit_rejection(state, caller, pid, "empty", "the upload is empty", 0)
+        await in_db_slot(state, service.audit_rejection, state, caller, pid, "empty",
+                         "the upload is empty", 0)  # fmt: skip
         raise BadRequest("the upload is empty: send the hashed Parquet file as the request body")
-    return await run_in_threadpool(
-        service.accept_upload, state, caller, pid, target, digest.hexdigest(), size
+    return await in_db_slot(
+        state, service.accept_upload, state, caller, pid, target, digest.hexdigest(), size
     )
 
 
-def _authorise_upload(state: AppState, caller: Authenticated, project_id: str) -> str:
+def _authorise_upload(
+    state: AppState,
+    credentials: HTTPAuthorizationCredentials | None,
+    request: Request,
+    project_id: str,
+) -> tuple[Authenticated, str]:
+    caller = authenticate_request(state, credentials, request)
     with state.db.transaction() as session:
         project = member_project(state, session, caller, project_id, "submit extracts",
                                  roles=("partner",))  # fmt: skip
-        return project.id
+        return caller, project.id
 
 
 @router.get("", response_model=list[SubmissionOut])

@@ -6,28 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_SPEC
+from tests.live_server import free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
@@ -47,7 +38,7 @@ def test_dpo_signs_in_filters_opens_a_project_and_sees_the_chain_status(tmp_path
     from playwright.sync_api import sync_playwright
 
     tls = make_local_tls(tmp_path / "tls")
-    port = _port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -60,31 +51,8 @@ def test_dpo_signs_in_filters_opens_a_project_and_sees_the_chain_status(tmp_path
     env["PPRL_TOKEN"] = str(_cli(env, "admin", "init")["token"])
     dpo = str(_cli(env, "admin", "token", "create", "--role", "dpo", "--name", "dora-dpo")["token"])
     _cli(env, "admin", "token", "create", "--role", "partner", "--name", "housing")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(tls.server_cert),
-            "--tls-key",
-            str(tls.server_key),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(env, tls, port, log=tmp_path / "server.log")
     try:
-        context = ssl.create_default_context(cafile=str(tls.ca_cert))
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/healthz", verify=context)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
         project = _cli(
             env,
             "project",

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ from linkage.synthetic import generate_partners
 from service.db.models import AuditEvent
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_SPEC
+from tests.live_server import free_port, start_server
 from tests.service_fixtures import Service
 
 KEY = bytes(range(32))
@@ -59,9 +57,7 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
     s.project_id = s.project(members=[*partners, "analyst"])
     extracts = _extracts()
     tls = make_local_tls(tmp_path / "tls")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "PPRL_DATA_DIR": str(s.settings.data_dir),
@@ -69,32 +65,10 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
         "PPRL_WORKER_POLL_SECONDS": "0.2",
         "PPRL_WORKER_EMBEDDED": "true",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(tls.server_cert),
-            "--tls-key",
-            str(tls.server_key),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
-    )
+    server = start_server(env, tls, port, log=tmp_path / "server.log")
     url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(tls.ca_cert))
     try:
-        for _ in range(150):
-            try:
-                httpx.get(f"{url}/healthz", verify=context)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         statuses: list[int] = []
         errors: list[str] = []
         stop = threading.Event()
@@ -169,3 +143,69 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
     with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
         seqs = list(session.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars())
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+READERS = 60  # more than the server's 40 worker threads: the case that once deadlocked
+
+
+def test_more_readers_than_server_threads_all_get_answers(
+    project_service: Service, tmp_path: Path
+) -> None:
+    """60 clients at once on results-style and audit reads, plus refused callers.
+
+    More concurrent requests than the threadpool has threads used to wedge the server:
+    every thread waited on the database while the request holding it needed one more
+    thread to finish (SQLite: 30 s of "database is locked", then 500s).
+    """
+    s = project_service
+    tls = make_local_tls(tmp_path / "tls")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PPRL_DATA_DIR": str(s.settings.data_dir),
+        "PPRL_DATABASE_URL": s.settings.url,
+        "PPRL_WORKER_EMBEDDED": "false",
+    }
+    log = tmp_path / "server.log"
+    server = start_server(env, tls, port, log=log)
+    url = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    asks = [
+        (f"/v1/projects/{s.project_id}/runs", s.tokens["analyst"], 200),
+        ("/v1/audit?limit=100", s.tokens["dpo"], 200),
+        (f"/v1/projects/{s.project_id}/submissions", s.tokens["housing"], 200),
+        ("/v1/audit", s.tokens["housing"], 403),  # each refusal writes an audit event
+        ("/healthz", "", 200),
+    ]
+    results: list[tuple[int | str, int, float]] = []
+    barrier = threading.Barrier(READERS)
+
+    def reader(i: int) -> None:
+        with httpx.Client(base_url=url, verify=context, timeout=120) as c:
+            barrier.wait()
+            for k in range(5):
+                path, token, expected = asks[(i + k) % len(asks)]
+                started = time.perf_counter()
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                try:
+                    status: int | str = c.get(path, headers=headers).status_code
+                except httpx.HTTPError as exc:
+                    status = repr(exc)
+                results.append((status, expected, time.perf_counter() - started))
+
+    try:
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(READERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    wrong = [(got, want) for got, want, _ in results if got != want]
+    assert not wrong, f"{len(wrong)} of {len(results)} wrong: {wrong[:5]}"
+    slowest = max(seconds for *_, seconds in results)
+    assert slowest < 20, f"a request took {slowest:.1f} s: the server stalled"
+    assert "database is locked" not in log.read_text(errors="replace")
+    verify = s.http.get("/v1/audit/verify", headers=s.as_(s.tokens["dpo"])).json()
+    assert verify["ok"], verify["summary"]

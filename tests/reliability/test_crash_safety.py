@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from linkage.synthetic import generate_partners
 from service.db.models import AuditEvent, Result, Run, Submission
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_SPEC
+from tests.live_server import free_port, start_server
 from tests.service_fixtures import Service
 
 KEY = bytes(range(32))
@@ -79,12 +79,15 @@ def test_worker_killed_mid_run_completes_exactly_once(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while _run_state(s, run_id).progress < 0.2:
+    while True:
+        state = _run_state(s, run_id)
+        assert state.status in ("queued", "running"), (
+            f"the run ended ({state.status}) before the worker could be killed"
+        )
+        if state.status == "running" and list(s.settings.work_dir.glob("run-*")):
+            break  # mid-run: claimed, its private directory holding opened submissions
         assert time.monotonic() < deadline and first.poll() is None, "the worker never got going"
-        time.sleep(0.1)
-    assert list(s.settings.work_dir.glob("run-*")), (
-        "the run's private directory should exist while it runs"
-    )
+        time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     state = _run_state(s, run_id)
@@ -133,48 +136,18 @@ def test_worker_killed_mid_run_completes_exactly_once(
     )
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(
     project_service: Service, tmp_path: Path
 ) -> Iterator[tuple[Service, str, ssl.SSLContext, list[subprocess.Popen[bytes]]]]:
     tls = make_local_tls(tmp_path / "tls")
-    port = _port()
+    port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--no-worker",
-                "--tls-cert",
-                str(tls.server_cert),
-                "--tls-key",
-                str(tls.server_key),
-            ],
-            env=_env(project_service),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_server(_env(project_service), tls, port, "--no-worker")
         procs.append(proc)
-        context = ssl.create_default_context(cafile=str(tls.ca_cert))
-        for _ in range(150):
-            try:
-                httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context)
-                return proc
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start")
+        return proc
 
     start()
     context = ssl.create_default_context(cafile=str(tls.ca_cert))
@@ -242,22 +215,8 @@ def test_embedded_worker_does_not_outlive_a_killed_server(
 
     s = project_service
     tls = make_local_tls(tmp_path / "tls")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(_port()),
-            "--tls-cert",
-            str(tls.server_cert),
-            "--tls-key",
-            str(tls.server_key),
-        ],
-        env=_env(s, PPRL_WORKER_EMBEDDED="true"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = start_server(
+        _env(s, PPRL_WORKER_EMBEDDED="true"), tls, free_port(), log=tmp_path / "server.log"
     )
     deadline = time.monotonic() + 60
     while not psutil.Process(server.pid).children():

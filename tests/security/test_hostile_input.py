@@ -179,3 +179,26 @@ def test_hostile_specs_get_one_clear_4xx(project_service: Service) -> None:
         )
         assert 400 <= r.status_code < 500, r.text
     assert s.http.get("/healthz").status_code == 200
+
+
+def test_nul_characters_are_refused_at_the_edge_on_both_databases(
+    project_service: Service,
+) -> None:
+    """PostgreSQL cannot hold U+0000: without this the same request was a 500 on
+    PostgreSQL and silently stored on SQLite (found by the schemathesis run)."""
+    s = project_service
+    admin = s.as_(s.admin)
+    before = len(s.http.get("/v1/tokens", headers=admin).json())
+    r = s.http.post("/v1/tokens", headers=admin, json={"name": "ho\x00using", "role": "partner"})
+    assert r.status_code == 422 and "name: text may not contain NUL" in r.json()["detail"]
+    r = s.http.post(
+        "/v1/projects",
+        headers=admin,
+        json={"name": "p", "purpose": "x", "spec": {"identifiers": [{"name": "a\x00"}]}},
+    )
+    assert r.status_code == 422 and "spec.identifiers[0].name" in r.json()["detail"]
+    for url in ("/v1/projects/fsu%00", "/v1/audit?actor=a%00b", "/v1/tokens/%00/revoke"):
+        r = s.http.get(url, headers=admin)
+        assert r.status_code == 400 and "NUL" in r.json()["detail"], (url, r.text)
+    assert len(s.http.get("/v1/tokens", headers=admin).json()) == before
+    assert s.http.get("/healthz").status_code == 200

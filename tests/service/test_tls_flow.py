@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +17,7 @@ import pytest
 
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_EXTRACT, EXAMPLE_SPEC
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.live_server import free_port, start_server
 
 
 def pprl(
@@ -46,7 +39,7 @@ def pprl(
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], Path]]:
     tls = make_local_tls(tmp_path / "tls")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PPRL_DATA_DIR": str(tmp_path / "data"),
@@ -58,38 +51,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], 
     }
     init = json.loads(pprl(env, "admin", "init", "--json").stdout)
     env["PPRL_TOKEN"] = init["token"]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(tls.server_cert),
-            "--tls-key",
-            str(tls.server_key),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),  # a pipe nobody reads would fill and block
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if (
-                httpx.get(
-                    f"{env['PPRL_URL']}/healthz",
-                    verify=ssl.create_default_context(cafile=str(tls.ca_cert)),
-                ).status_code
-                == 200
-            ):
-                break
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "server.log").read_text()[-2000:]) from None
-            time.sleep(0.2)
+    proc = start_server(env, tls, port, log=tmp_path / "server.log")
     yield env, tls.ca_cert
     proc.terminate()
     proc.wait(timeout=10)
