@@ -39,6 +39,7 @@ __all__ = [
     "Bearer",
     "Caller",
     "DbSession",
+    "ReadSession",
     "Slot",
     "State",
     "authenticate_request",
@@ -101,7 +102,14 @@ def get_session(state: State, _slot: Slot) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(state: State, _slot: Slot) -> Iterator[Session]:
+    """A read-only snapshot for routes that write nothing (not even an audit event)."""
+    with state.db.snapshot() as session:
+        yield session
+
+
 DbSession = Annotated[Session, Depends(get_session)]
+ReadSession = Annotated[Session, Depends(get_read_session)]
 
 
 def deny(
@@ -146,7 +154,7 @@ def authenticate_request(
     """The caller behind the bearer token; 401 (audited) without a valid, live token."""
     token = credentials.credentials if credentials else None
     try:
-        with state.db.transaction() as session:
+        with state.db.snapshot() as session:  # reads only: no write lock for every request
             return authenticate(session, token)
     except Unauthorized as exc:
         raise deny(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.bodies import RequestBody
-from service.api.deps import Caller, DbSession, State, require_role
+from service.api.deps import Caller, DbSession, ReadSession, State, require_role
 from service.auth import create_principal, revoke_principal
 from service.db.models import Principal
 from service.errors import error_responses
@@ -57,7 +57,7 @@ def create_token(
 
 
 @router.get("", response_model=list[PrincipalOut])
-def list_tokens(state: State, session: DbSession, caller: Caller) -> list[PrincipalOut]:
+def list_tokens(state: State, session: ReadSession, caller: Caller) -> list[PrincipalOut]:
     """Every principal (never a token or its digest) (admin)."""
     require_role(state, caller, "list tokens", "admin")
     rows = session.execute(select(Principal).order_by(Principal.created_at)).scalars()

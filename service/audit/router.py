@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from service.api.deps import Caller, DbSession, State, require_role
+from service.api.deps import Caller, DbSession, ReadSession, State, require_role
 from service.audit import record
 from service.audit.checkpoints import sign_checkpoint
 from service.audit.review import AuditFilter, export_csv, export_jsonl, page, verify
@@ -42,7 +42,7 @@ class Verification(BaseModel):
 @router.get("", response_model=AuditPage)
 def list_events(
     state: State,
-    session: DbSession,
+    session: ReadSession,
     caller: Caller,
     project: str | None = None,
     actor: str | None = None,
@@ -62,7 +62,7 @@ def list_events(
 
 
 @router.get("/verify", response_model=Verification)
-def verify_chain(state: State, session: DbSession, caller: Caller) -> Verification:
+def verify_chain(state: State, session: ReadSession, caller: Caller) -> Verification:
     """Recompute the hash chain and check every signed checkpoint (DPO)."""
     require_role(state, caller, "verify the audit log", *DPO)
     report = verify(session, state.audit_public_key)

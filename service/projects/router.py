@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from sqlalchemy import select
 
-from service.api.deps import Caller, DbSession, State, member_project, require_role
+from service.api.deps import Caller, DbSession, ReadSession, State, member_project, require_role
 from service.auth import find_project, is_member
 from service.db.models import Project
 from service.errors import error_responses
@@ -30,7 +30,7 @@ def create_project(
 
 
 @router.get("", response_model=list[ProjectOut])
-def list_projects(state: State, session: DbSession, caller: Caller) -> list[ProjectOut]:
+def list_projects(state: State, session: ReadSession, caller: Caller) -> list[ProjectOut]:
     """Projects the caller can see: all for admin and DPO, its own for partners and analysts."""
     rows = session.execute(select(Project).order_by(Project.created_at)).scalars()
     if caller.role not in ("admin", "dpo"):
@@ -39,7 +39,7 @@ def list_projects(state: State, session: DbSession, caller: Caller) -> list[Proj
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: str, state: State, session: DbSession, caller: Caller) -> ProjectOut:
+def get_project(project_id: str, state: State, session: ReadSession, caller: Caller) -> ProjectOut:
     """One project's description (members see their own; admin and DPO see all)."""
     if caller.role == "dpo":
         project = find_project(session, project_id)

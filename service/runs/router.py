@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from service.api.deps import Caller, DbSession, State, member_project
+from service.api.deps import Caller, DbSession, ReadSession, State, member_project
 from service.errors import error_responses
 from service.runs import service
 from service.runs.schemas import RunCreate, RunOut
@@ -31,7 +31,7 @@ def create_run(
 
 
 @router.get("", response_model=list[RunOut])
-def list_runs(project_id: str, state: State, session: DbSession, caller: Caller) -> list[RunOut]:
+def list_runs(project_id: str, state: State, session: ReadSession, caller: Caller) -> list[RunOut]:
     """The project's runs, oldest first (analyst)."""
     project = member_project(state, session, caller, project_id, "list runs", roles=ANALYSTS)
     return [service.run_out(session, r) for r in service.list_runs(session, project.id)]
@@ -39,7 +39,7 @@ def list_runs(project_id: str, state: State, session: DbSession, caller: Caller)
 
 @router.get("/{run_id}", response_model=RunOut)
 def get_run(
-    project_id: str, run_id: str, state: State, session: DbSession, caller: Caller
+    project_id: str, run_id: str, state: State, session: ReadSession, caller: Caller
 ) -> RunOut:
     """A run's status, stage and progress (analyst)."""
     project = member_project(state, session, caller, project_id, "read runs", roles=ANALYSTS)

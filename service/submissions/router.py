@@ -13,7 +13,7 @@ from service.api.deps import (
     AppState,
     Bearer,
     Caller,
-    DbSession,
+    ReadSession,
     State,
     authenticate_request,
     in_db_slot,
@@ -122,7 +122,7 @@ def _authorise_upload(
 
 @router.get("", response_model=list[SubmissionOut])
 def list_submissions(
-    project_id: str, state: State, session: DbSession, caller: Caller
+    project_id: str, state: State, session: ReadSession, caller: Caller
 ) -> list[SubmissionOut]:
     """Submissions of a project: a partner sees its own; analysts and admins see all."""
     project = member_project(state, session, caller, project_id, "list submissions",
