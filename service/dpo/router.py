@@ -61,7 +61,7 @@ def _signed_in(request: Request, state: AppState) -> Principal | None:
     principal_id = sessions(state).principal(request.cookies.get(COOKIE))
     if principal_id is None:
         return None
-    with state.db.transaction() as session:
+    with state.db.snapshot() as session:
         row = session.get(Principal, principal_id)
         if row is None or row.role != "dpo" or row.revoked_at is not None:
             return None
@@ -149,7 +149,8 @@ def timeline(
     f = AuditFilter(
         project or None, actor or None, action or None, outcome or None, _date(since), until_at
     )
-    with state.db.transaction() as session:
+    # a snapshot: verifying a long chain must not hold the write lock meanwhile
+    with state.db.snapshot() as session:
         events, total = page(session, f, limit=100, before=before)
         report = verify(session, state.audit_public_key)
         projects = list(session.execute(select(Project).order_by(Project.name)).scalars())
@@ -168,7 +169,7 @@ def project_page(request: Request, state: State, project_id: str) -> Response:
     principal = _signed_in(request, state)
     if principal is None:
         return _to_login()
-    with state.db.transaction() as session:
+    with state.db.snapshot() as session:  # the reads and the chain check hold no lock
         project = session.get(Project, project_id)
         if project is None:
             return Response("no such project", status_code=404)
@@ -189,8 +190,9 @@ def project_page(request: Request, state: State, project_id: str) -> Response:
                     for e in release_rows]  # fmt: skip
         report = verify(session, state.audit_public_key)
         for run in runs:
+            session.expunge(run)  # before the display name replaces the id: never written back
             run.requested_by = names.get(run.requested_by, run.requested_by)
-            session.expunge(run)
+    with state.db.transaction() as session:
         record(
             session,
             actor=Actor(principal.name, "dpo"),

@@ -57,3 +57,35 @@ def test_forged_or_missing_session_goes_to_sign_in(project_service: Service) -> 
     assert r.status_code == 303
     r = s.http.get(f"/dpo/projects/{s.project_id}", follow_redirects=False)
     assert r.status_code == 303
+
+
+def _sign_in_dpo(s: Service) -> None:
+    r = s.http.post(
+        "/dpo/login",
+        data={"token": s.tokens["dpo"], "csrf": _login_form(s)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+
+
+def test_project_page_names_requesters_is_audited_and_writes_nothing_else(
+    project_service: Service,
+) -> None:
+    from sqlalchemy import select
+
+    from service.db.models import Run
+
+    s = project_service
+    run_id = s.http.post(
+        f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"])
+    ).json()["id"]
+    _sign_in_dpo(s)
+    page = s.http.get(f"/dpo/projects/{s.project_id}")
+    assert page.status_code == 200
+    assert "analyst" in page.text and "Audit chain verified" in page.text
+    assert s.audit_actions()[-1] == ("dpo.project_viewed", "ok")
+    # the page shows the requester's name; the stored run keeps the principal's id
+    with s.http.app.state.pprl.db.snapshot() as session:  # type: ignore[attr-defined]
+        run = session.execute(select(Run).where(Run.id == run_id)).scalar_one()
+        assert run.requested_by != "analyst" and len(run.requested_by) == 36
+    assert s.http.get("/v1/audit/verify", headers=s.as_(s.tokens["dpo"])).json()["ok"]
