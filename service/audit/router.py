@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.api.deps import Caller, DbSession, ReadSession, State, require_role
 from service.audit import record
@@ -23,8 +23,26 @@ router = APIRouter(
 DPO = ("dpo",)
 
 
+class AuditEventOut(BaseModel):
+    """One audit event exactly as hashed into the chain (``at`` is the hashed string)."""
+
+    seq: int
+    at: str = Field(description="ISO 8601 UTC")
+    actor: str
+    role: str
+    action: str
+    project_id: str | None
+    subject: str | None
+    outcome: str = Field(description="ok, denied, rejected or failed")
+    details: dict[str, Any] = Field(description="aggregates and reasons only, never record values")
+    request_id: str | None
+    client: str | None
+    prev_hash: str
+    hash: str
+
+
 class AuditPage(BaseModel):
-    events: list[dict[str, Any]]
+    events: list[AuditEventOut]
     total: int
     next_before: int | None
 
