@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Awaitable, Callable
-
 import anyio
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service import context
 from service.api import meta, tokens
 from service.api.deps import AppState, in_db_slot, record_denial
+from service.api.middleware import RequestContext
 from service.audit import router as audit
 from service.audit.checkpoints import configure_signer
 from service.crypto import load_enclave_public_key, load_signing_key
@@ -29,15 +25,6 @@ from service.submissions import router as submissions
 __all__ = ["create_app"]
 
 _THREADPOOL_THREADS = 40
-
-_SECURITY_HEADERS = {
-    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-}
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -70,29 +57,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         db_slots=anyio.CapacityLimiter(min(db.pool_capacity, _THREADPOOL_THREADS - 8)),
     )
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id", "")
-        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
-            rid = uuid.uuid4().hex
-        context.request_id.set(rid)
-        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
-            # PostgreSQL cannot store or compare NUL; refuse it before any handler sees it
-            return JSONResponse(
-                {"error": "bad request", "detail": "the URL may not contain NUL (%00) characters"},
-                status_code=400,
-                headers={**_SECURITY_HEADERS, "X-Request-ID": rid},
-            )
-        context.client_address.set(request.client.host if request.client else None)
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers.update(_SECURITY_HEADERS)
-        response.headers["X-Request-ID"] = rid
-        log("request", method=request.method, path=request.url.path, status=response.status_code,
-            ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
-        return response
+    app.add_middleware(RequestContext)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -13,9 +13,15 @@ from linkage.encode import new_secret, write_secret
 from linkage.spec import Spec, load_spec
 
 # Timing deadlines make property tests flaky on a loaded 2-core machine; correctness is
-# what they check (speed has its own benchmarks).
-hypothesis_settings.register_profile("pprl", deadline=None)
+# what they check (speed has its own benchmarks). Under CI the examples are derandomised
+# so that a run is reproducible and a red build means a change broke something; local
+# runs keep exploring new inputs (that is how the NUL and 2**63 bugs were found), and
+# FUZZ_EXAMPLES=200 make test explores harder.
+hypothesis_settings.register_profile(
+    "pprl", deadline=None, derandomize=os.environ.get("CI", "").lower() in ("1", "true", "yes")
+)
 hypothesis_settings.load_profile("pprl")
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "spec-uk.json"

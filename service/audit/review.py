@@ -81,7 +81,8 @@ def page(
     query = _filtered(select(AuditEvent), f)
     total = session.execute(_filtered(select(func.count()).select_from(AuditEvent), f)).scalar_one()
     if before is not None:
-        query = query.where(AuditEvent.seq < before)
+        # a sequence number is a 64-bit integer; a page link edited by hand may not be
+        query = query.where(AuditEvent.seq < max(0, min(before, 2**63 - 1)))
     rows = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars()
     return [event_dict(e) for e in rows], int(total)
 

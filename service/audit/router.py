@@ -69,7 +69,9 @@ def list_events(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    before: int | None = Query(None, ge=1, description="page: events with seq below this"),
+    before: int | None = Query(
+        None, ge=1, le=2**63 - 1, description="page: events with seq below this"
+    ),
 ) -> AuditPage:
     """Audit events, newest first, filtered and paginated (DPO)."""
     require_role(state, caller, "read the audit log", *DPO)

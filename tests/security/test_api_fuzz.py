@@ -14,6 +14,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.transport.asgi import ASGI_TRANSPORT
 from schemathesis.transport.requests import binary_serializer
 
+from tests.conftest import FUZZ_EXAMPLES
 from tests.service_fixtures import Service
 
 # uploads are raw Parquet bytes: generate them as any binary body
@@ -34,7 +35,10 @@ def test_no_server_errors_and_responses_conform(project_service: Service) -> Non
 def _fuzz(operation: object, tokens: list[str | None]) -> None:
     @given(data=st.data())
     @settings(
-        max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
     )
     def fuzz(data: st.DataObject) -> None:
         case = data.draw(operation.as_strategy())  # type: ignore[attr-defined]

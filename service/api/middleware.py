@@ -1,0 +1,82 @@
+"""The request-context middleware: request id, client address, NUL guard, security
+headers and one log line per request.
+
+Pure ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs
+every request in an extra task behind a memory stream, which cost about a tenth of the
+server's CPU per request under load.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import context
+from service.logs import log
+
+__all__ = ["SECURITY_HEADERS", "RequestContext"]
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+}
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is short and plain, else a fresh one."""
+    rid = Headers(scope=scope).get("x-request-id", "")
+    if 0 < len(rid) <= 64 and rid.replace("-", "").isalnum():
+        return rid
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Sets the request context, refuses NUL in URLs, stamps headers, logs the outcome."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        context.request_id.set(rid)
+        client = scope.get("client")
+        context.client_address.set(client[0] if client else None)
+        path: str = scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # PostgreSQL cannot store or compare NUL; refuse it before any handler sees it
+            refusal = JSONResponse(
+                {"error": "bad request", "detail": "the URL may not contain NUL (%00) characters"},
+                status_code=400,
+                headers={**SECURITY_HEADERS, "X-Request-ID": rid},
+            )
+            await refusal(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before it answers
+
+        async def stamped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                headers["X-Request-ID"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, stamped)
+        finally:
+            log("request", method=scope["method"], path=path, status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
