@@ -105,14 +105,20 @@ def test_worker_killed_mid_run_completes_exactly_once(
         stderr=subprocess.DEVNULL,
     )
     try:
-        while _run_state(s, run_id).status not in ("done", "failed"):
+        while True:
             assert time.monotonic() < deadline + 120, "the run was never taken over"
-            assert (
-                s.http.get(
-                    f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
-                ).status_code
-                == 409
-            )
+            # ask for results first, then read the state: results seen before the run was
+            # done would be partial results
+            code = s.http.get(
+                f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
+            ).status_code
+            status = _run_state(s, run_id).status
+            if code == 200:
+                assert status == "done", f"results were served while the run was {status}"
+            else:
+                assert code == 409, code
+            if status in ("done", "failed"):
+                break
             time.sleep(0.2)
     finally:
         second.send_signal(signal.SIGTERM)
