@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,26 @@ def _extracts() -> list[bytes]:
     return out[:PARTNERS]
 
 
+def _serve(
+    s: Service, tmp_path: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], str, ssl.SSLContext, Path]:
+    """`pprl serve` over TLS on the test's database: the process, URL, TLS context, log."""
+    tls = make_local_tls(tmp_path / "tls")
+    port = free_port()
+    log = tmp_path / "server.log"
+    server = start_server(
+        {**os.environ, "PPRL_DATA_DIR": str(s.settings.data_dir),
+         "PPRL_DATABASE_URL": s.settings.url, **env},
+        tls, port, log=log,
+    )  # fmt: skip
+    return (
+        server,
+        f"https://127.0.0.1:{port}",
+        ssl.create_default_context(cafile=str(tls.ca_cert)),
+        log,
+    )
+
+
 @pytest.mark.slow
 def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path) -> None:
     s = service
@@ -56,18 +77,9 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
     s.token("dpo", "dpo")
     s.project_id = s.project(members=[*partners, "analyst"])
     extracts = _extracts()
-    tls = make_local_tls(tmp_path / "tls")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PPRL_DATA_DIR": str(s.settings.data_dir),
-        "PPRL_DATABASE_URL": s.settings.url,
-        "PPRL_WORKER_POLL_SECONDS": "0.2",
-        "PPRL_WORKER_EMBEDDED": "true",
-    }
-    server = start_server(env, tls, port, log=tmp_path / "server.log")
-    url = f"https://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    server, url, context, _log = _serve(
+        s, tmp_path, PPRL_WORKER_EMBEDDED="true", PPRL_WORKER_POLL_SECONDS="0.2"
+    )
     try:
         statuses: list[int] = []
         errors: list[str] = []
@@ -158,18 +170,7 @@ def test_more_readers_than_server_threads_all_get_answers(
     thread to finish (SQLite: 30 s of "database is locked", then 500s).
     """
     s = project_service
-    tls = make_local_tls(tmp_path / "tls")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PPRL_DATA_DIR": str(s.settings.data_dir),
-        "PPRL_DATABASE_URL": s.settings.url,
-        "PPRL_WORKER_EMBEDDED": "false",
-    }
-    log = tmp_path / "server.log"
-    server = start_server(env, tls, port, log=log)
-    url = f"https://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    server, url, context, log = _serve(s, tmp_path, PPRL_WORKER_EMBEDDED="false")
     asks = [
         (f"/v1/projects/{s.project_id}/runs", s.tokens["analyst"], 200),
         ("/v1/audit?limit=100", s.tokens["dpo"], 200),
