@@ -54,7 +54,11 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus a session factory for one database URL."""
+    """An engine plus a session factory for one database URL.
+
+    SQL parameters are never put into error messages (``hide_parameters``): a database
+    error that reaches a log or a traceback names the statement, not the values.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -67,12 +71,17 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=pool_size,
                 max_overflow=overflow,
+                hide_parameters=True,
             )
             _sqlite_setup(self.engine)
         else:
             pool_size, overflow = 10, 20
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=overflow,
+                pool_pre_ping=True,
+                hide_parameters=True,
             )
         self.pool_capacity = pool_size + overflow
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -69,3 +69,21 @@ def test_no_identifier_token_or_secret_anywhere(tmp_path: Path) -> None:
     for scratch in ("work", "incoming"):
         assert not list((data / scratch).glob("*")), f"{scratch} is not empty"
     assert all(p.suffix in (".sealed",) for p in (data / "submissions").rglob("*") if p.is_file())
+
+
+def test_database_errors_name_the_statement_never_the_values(database_url: str) -> None:
+    """A failing statement's parameters stay out of the exception (and so out of any
+    log or traceback), on SQLite and PostgreSQL."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db import Database
+
+    db = Database(database_url)
+    value = "SMITH-1987-07-04-SW1A1AA"
+    with pytest.raises(DBAPIError) as caught, db.transaction() as session:
+        session.execute(text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": value})
+    assert "no_such_table" in str(caught.value)
+    assert value not in str(caught.value) and value not in repr(caught.value)
+    db.dispose()
