@@ -129,6 +129,23 @@ class Service:
             content=data,
         )
 
+    def login_csrf(self) -> str:
+        """The CSRF token of a fresh DPO sign-in form."""
+        import re
+
+        match = re.search(r'name="csrf" value="([^"]+)"', self.http.get("/dpo/login").text)
+        assert match, "no CSRF field on the sign-in form"
+        return match.group(1)
+
+    def sign_in_dpo(self, token: str | None = None) -> None:
+        """Sign in to the DPO pages (the session cookie stays on ``http``)."""
+        r = self.http.post(
+            "/dpo/login",
+            data={"token": token or self.tokens["dpo"], "csrf": self.login_csrf()},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+
     def audit_actions(self) -> list[tuple[str, str]]:
         from sqlalchemy import select
 

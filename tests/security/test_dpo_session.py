@@ -3,32 +3,23 @@ session cookies lead back to the sign-in page."""
 
 from __future__ import annotations
 
-import re
-
 from tests.service_fixtures import Service
-
-
-def _login_form(s: Service) -> str:
-    page = s.http.get("/dpo/login").text
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match
-    return match.group(1)
 
 
 def test_only_dpo_tokens_sign_in_and_forms_need_csrf(project_service: Service) -> None:
     s = project_service
-    csrf = _login_form(s)
+    csrf = s.login_csrf()
     for token in (s.admin, s.tokens["analyst"], s.tokens["housing"], "pprl_nonsense"):
         r = s.http.post("/dpo/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
         assert r.status_code == 200 and "not a valid DPO token" in r.text
-        csrf = _login_form(s)
+        csrf = s.login_csrf()
     assert s.audit_actions().count(("dpo.sign_in", "denied")) == 4
     # a forged form (no matching CSRF nonce) does not sign anyone in
     r = s.http.post(
         "/dpo/login", data={"token": s.tokens["dpo"], "csrf": "forged"}, follow_redirects=False
     )
     assert r.status_code == 200 and "form expired" in r.text
-    csrf = _login_form(s)
+    csrf = s.login_csrf()
     r = s.http.post(
         "/dpo/login", data={"token": s.tokens["dpo"], "csrf": csrf}, follow_redirects=False
     )
@@ -59,15 +50,6 @@ def test_forged_or_missing_session_goes_to_sign_in(project_service: Service) -> 
     assert r.status_code == 303
 
 
-def _sign_in_dpo(s: Service) -> None:
-    r = s.http.post(
-        "/dpo/login",
-        data={"token": s.tokens["dpo"], "csrf": _login_form(s)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303
-
-
 def test_project_page_names_requesters_is_audited_and_writes_nothing_else(
     project_service: Service,
 ) -> None:
@@ -79,7 +61,7 @@ def test_project_page_names_requesters_is_audited_and_writes_nothing_else(
     run_id = s.http.post(
         f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"])
     ).json()["id"]
-    _sign_in_dpo(s)
+    s.sign_in_dpo()
     page = s.http.get(f"/dpo/projects/{s.project_id}")
     assert page.status_code == 200
     assert "analyst" in page.text and "Audit chain verified" in page.text

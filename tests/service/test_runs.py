@@ -52,6 +52,18 @@ def test_run_releases_only_disclosure_controlled_aggregates(
     actions = s.audit_actions()
     assert ("run.requested", "ok") in actions and ("results.released", "ok") in actions
     assert ("results.read", "ok") in actions
+    # the release lists the figures; a read names that release by digest, not again by name
+    events = s.http.get("/v1/audit", headers=s.as_(s.tokens["dpo"])).json()["events"]
+    release = next(e for e in events if e["action"] == "results.released")["details"]
+    read = next(e for e in events if e["action"] == "results.read")["details"]
+    shown = sorted(k for k, v in figures.items() if v is not None)
+    assert release["figures"] == shown and read["figures_count"] == len(shown)
+    assert read["released_sha256"] == release["released_sha256"]
+    assert "figures" not in read and read["to"] == "analyst"
+    s.sign_in_dpo()
+    page = s.http.get(f"/dpo/projects/{s.project_id}").text
+    assert f"{len(shown)}: the run's released figures" in page
+    assert f"release sha256 {release['released_sha256'][:12]}" in page
     # no temporary directory is left behind
     assert not list((s.settings.work_dir).glob("run-*"))
 
