@@ -141,7 +141,8 @@ def record_denial(state: AppState, error: ServiceError) -> None:
             outcome="denied",
             project_id=str(info["project_id"]) if info.get("project_id") else None,
             subject=str(info.get("action")),
-            details={"status": error.status, "reason": error.detail},
+            # the reason may quote the caller's input (a project reference): keep it short
+            details={"status": error.status, "reason": error.detail[:500]},
         )
 
 

@@ -54,6 +54,17 @@ def _check_details(value: Any, path: str = "details") -> None:
         raise TypeError(f"{path}: bytes are not allowed in audit details")
 
 
+def _clip(text: str | None, limit: int) -> str | None:
+    """Fit a caller-influenced string (a denied request's path, say) to its column.
+
+    PostgreSQL refuses an over-long value where SQLite would store it; a refusal must
+    still be audited, so the text is shortened (and marked) instead.
+    """
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def record(
     session: Session,
     *,
@@ -80,15 +91,15 @@ def record(
     event: dict[str, Any] = {
         "seq": head.seq + 1,
         "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "actor": actor.name,
+        "actor": _clip(actor.name, 200),
         "role": actor.role,
         "action": action,
         "project_id": project_id,
-        "subject": subject,
+        "subject": _clip(subject, 200),
         "outcome": outcome,
         "details": json.loads(details_json),
         "request_id": context.request_id.get(),
-        "client": context.client_address.get(),
+        "client": _clip(context.client_address.get(), 100),
         "prev_hash": head.hash,
     }
     digest = event_hash(event)

@@ -214,3 +214,21 @@ def test_out_of_range_page_numbers_are_a_4xx_or_clamped(project_service: Service
     s.sign_in_dpo()
     for before in (2**70, -(2**70)):
         assert s.http.get("/dpo", params={"before": before}).status_code == 200
+
+
+def test_refusals_of_very_long_urls_are_still_audited(project_service: Service) -> None:
+    """schemathesis found a 200+ character project reference turning the audited refusal
+    into a 500 on PostgreSQL (the event's subject overflowed its column)."""
+    s = project_service
+    ref = "0" * 5000
+    assert s.http.post(f"/v1/projects/{ref}/runs").status_code == 401
+    r = s.http.post(f"/v1/projects/{ref}/runs", headers=s.as_(s.tokens["analyst"]))
+    assert r.status_code == 404
+    events = s.http.get("/v1/audit", headers=s.as_(s.tokens["dpo"])).json()["events"]
+    denials = [e for e in events if e["action"] == "access.denied"][:2]
+    assert len(denials) == 2
+    for e in denials:
+        assert e["subject"] is None or len(e["subject"]) <= 200
+        assert len(e["details"]["reason"]) <= 500
+    assert any(e["subject"] and e["subject"].endswith("…") for e in denials)
+    assert s.http.get("/v1/audit/verify", headers=s.as_(s.tokens["dpo"])).json()["ok"]
