@@ -12,14 +12,17 @@ from hypothesis import settings as hypothesis_settings
 from linkage.encode import new_secret, write_secret
 from linkage.spec import Spec, load_spec
 
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 # Timing deadlines make property tests flaky on a loaded 2-core machine; correctness is
 # what they check (speed has its own benchmarks). Under CI the examples are derandomised
 # so that a run is reproducible and a red build means a change broke something; local
 # runs keep exploring new inputs (that is how the NUL and 2**63 bugs were found), and
-# FUZZ_EXAMPLES=200 make test explores harder.
-hypothesis_settings.register_profile(
-    "pprl", deadline=None, derandomize=os.environ.get("CI", "").lower() in ("1", "true", "yes")
-)
+# FUZZ_EXAMPLES=150 make test explores harder.
+hypothesis_settings.register_profile("pprl", deadline=None, derandomize=in_ci())
 hypothesis_settings.load_profile("pprl")
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 
@@ -50,10 +53,6 @@ def extract(rows: list[dict[str, str | None]]) -> pa.Table:
     columns = ["nhs_number", "forename", "surname", "date_of_birth", "sex", "postcode",
                "contacts", "service_need"]  # fmt: skip
     return pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in columns})
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # the service fixtures (databases on SQLite and PostgreSQL, a running app) are shared by

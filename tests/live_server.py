@@ -7,6 +7,7 @@ threads, where only a separate process behaves like production.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import subprocess
@@ -16,7 +17,18 @@ from pathlib import Path
 
 import httpx
 
+from service.settings import Settings
 from service.tlscert import LocalTls
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that points a `pprl` process at ``settings``' data and database."""
+    return {
+        **os.environ,
+        "PPRL_DATA_DIR": str(settings.data_dir),
+        "PPRL_DATABASE_URL": settings.url,
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ a slot is asynchronous and holds no thread.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import anyio
@@ -65,8 +65,8 @@ class AppState:
     db: Database
     enclave_public_key: X25519PublicKey
     audit_public_key: Ed25519PublicKey
+    db_slots: anyio.CapacityLimiter
     audit_signing_key: Ed25519PrivateKey | None = None
-    db_slots: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(16))
 
 
 def get_state(request: Request) -> AppState:

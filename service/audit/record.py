@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from service import context
@@ -54,12 +54,15 @@ def _check_details(value: Any, path: str = "details") -> None:
         raise TypeError(f"{path}: bytes are not allowed in audit details")
 
 
-def _clip(text: str | None, limit: int) -> str | None:
+def _clip(text: str | None, column: str) -> str | None:
     """Fit a caller-influenced string (a denied request's path, say) to its column.
 
     PostgreSQL refuses an over-long value where SQLite would store it; a refusal must
     still be audited, so the text is shortened (and marked) instead.
     """
+    column_type = AuditEvent.__table__.c[column].type
+    assert isinstance(column_type, String) and column_type.length, column
+    limit = column_type.length
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
@@ -91,15 +94,15 @@ def record(
     event: dict[str, Any] = {
         "seq": head.seq + 1,
         "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "actor": _clip(actor.name, 200),
+        "actor": _clip(actor.name, "actor"),
         "role": actor.role,
         "action": action,
         "project_id": project_id,
-        "subject": _clip(subject, 200),
+        "subject": _clip(subject, "subject"),
         "outcome": outcome,
         "details": json.loads(details_json),
         "request_id": context.request_id.get(),
-        "client": _clip(context.client_address.get(), 100),
+        "client": _clip(context.client_address.get(), "client"),
         "prev_hash": head.hash,
     }
     digest = event_hash(event)

@@ -4,6 +4,7 @@ the Alembic migrations in ``migrations/``; these classes are how the code reads 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,6 +146,11 @@ class Result(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     released_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the released figures: audit events name a release by it."""
+        return hashlib.sha256(self.released_json.encode()).hexdigest()
 
 
 class AuditEvent(Base):

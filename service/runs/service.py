@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -76,8 +75,7 @@ def read_results(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
     shown = sum(1 for v in released["figures"].values() if v is not None)
     # the figure names are in the run's results.released event; a read names that release
     # by digest rather than repeating hundreds of names in every event
-    digest = hashlib.sha256(result.released_json.encode()).hexdigest()
     record(session, actor=by, action="results.read", project_id=run.project_id, subject=run.id,
            details={"to": by.name, "figures_count": shown, "suppressed": len(released["suppressed"]),
-                    "released_sha256": digest})  # fmt: skip
+                    "released_sha256": result.sha256})  # fmt: skip
     return released

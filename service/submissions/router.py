@@ -68,11 +68,14 @@ async def upload(
     caller, pid = await in_db_slot(
         state, _authorise_upload, state, credentials, request, project_id
     )
+
+    async def audit_rejection(reason: str, detail: str, size: int) -> None:
+        await in_db_slot(state, service.audit_rejection, state, caller, pid, reason, detail, size)
+
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        await in_db_slot(state, service.audit_rejection, state, caller, pid, "too_large",
-                         "upload too large", int(declared))  # fmt: skip
+        await audit_rejection("too_large", "upload too large", int(declared))
         raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # the pid in the name lets a restarted server sweep uploads cut off by a crash
@@ -90,8 +93,7 @@ async def upload(
                 fh.write(chunk)
     except PayloadTooLarge as exc:
         target.unlink(missing_ok=True)
-        await in_db_slot(state, service.audit_rejection, state, caller, pid, "too_large",
-                         exc.detail, size)  # fmt: skip
+        await audit_rejection("too_large", exc.detail, size)
         raise
     except BaseException:
         # client went away mid-upload (or the server is stopping): leave nothing behind
@@ -99,8 +101,7 @@ async def upload(
         raise
     if size == 0:
         target.unlink(missing_ok=True)
-        await in_db_slot(state, service.audit_rejection, state, caller, pid, "empty",
-                         "the upload is empty", 0)  # fmt: skip
+        await audit_rejection("empty", "the upload is empty", 0)
         raise BadRequest("the upload is empty: send the hashed Parquet file as the request body")
     return await in_db_slot(
         state, service.accept_upload, state, caller, pid, target, digest.hexdigest(), size

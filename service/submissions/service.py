@@ -8,7 +8,6 @@ is removed, a sealed blob without its database row is removed, and a rejection i
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from service.auth import Authenticated
 from service.crypto import seal_file
 from service.db.models import Principal, Project, Submission
 from service.errors import Conflict, NotFound, Unprocessable
-from service.processes import pid_alive
+from service.processes import owned_by_other_live_process
 from service.projects.service import project_spec
 from service.settings import Settings
 from service.submissions.schemas import SubmissionOut
@@ -36,8 +35,7 @@ def sweep_incoming(settings: Settings) -> int:
     """Remove partial uploads left by server processes that no longer exist (kill -9)."""
     removed = 0
     for path in settings.incoming_dir.glob("*.part") if settings.incoming_dir.is_dir() else []:
-        pid = path.stem.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+        if owned_by_other_live_process(path.stem):
             continue
         path.unlink(missing_ok=True)
         removed += 1

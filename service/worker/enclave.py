@@ -30,7 +30,7 @@ from linkage.stats import compute_figures
 from service.crypto import open_bytes, open_sealed, seal_bytes
 from service.db import Database
 from service.db.models import Principal, Project, Submission
-from service.processes import pid_alive
+from service.processes import owned_by_other_live_process
 from service.projects.service import disclosure_policy, project_spec
 from service.settings import Settings
 from service.worker.queue import Claim
@@ -51,8 +51,7 @@ def sweep_stale_workdirs(settings: Settings) -> int:
     if not settings.work_dir.is_dir():
         return 0
     for path in settings.work_dir.glob(f"{_PREFIX}*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
+        if owned_by_other_live_process(path.name):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1

@@ -9,7 +9,6 @@ comes back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,8 +116,10 @@ def finish_with_results(
         if run is None:
             return False
         now = _now()
-        released_json = json.dumps(released, sort_keys=True)
-        session.add(Result(run_id=run.id, released_json=released_json, created_at=now))
+        result = Result(
+            run_id=run.id, released_json=json.dumps(released, sort_keys=True), created_at=now
+        )
+        session.add(result)
         run.status, run.stage, run.progress, run.finished_at = "done", "done", 1.0, now
         run.lease_until = None
         if epsilon_spent:
@@ -139,7 +140,7 @@ def finish_with_results(
                 "policy": released["policy"],
                 "epsilon_spent": epsilon_spent,
                 # every later results.read names this digest instead of repeating the list
-                "released_sha256": hashlib.sha256(released_json.encode()).hexdigest(),
+                "released_sha256": result.sha256,
             },
         )
         return True

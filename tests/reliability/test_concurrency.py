@@ -5,7 +5,6 @@ the audit chain verifies, and its sequence has no gaps or duplicates."""
 from __future__ import annotations
 
 import io
-import os
 import ssl
 import subprocess
 import threading
@@ -24,7 +23,7 @@ from linkage.synthetic import generate_partners
 from service.db.models import AuditEvent
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_SPEC
-from tests.live_server import free_port, start_server
+from tests.live_server import free_port, service_env, start_server
 from tests.service_fixtures import Service
 
 KEY = bytes(range(32))
@@ -54,11 +53,7 @@ def _serve(
     tls = make_local_tls(tmp_path / "tls")
     port = free_port()
     log = tmp_path / "server.log"
-    server = start_server(
-        {**os.environ, "PPRL_DATA_DIR": str(s.settings.data_dir),
-         "PPRL_DATABASE_URL": s.settings.url, **env},
-        tls, port, log=log,
-    )  # fmt: skip
+    server = start_server(service_env(s.settings, **env), tls, port, log=log)
     return (
         server,
         f"https://127.0.0.1:{port}",

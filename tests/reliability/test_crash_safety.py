@@ -4,7 +4,6 @@ mid-upload leaves no half submission."""
 
 from __future__ import annotations
 
-import os
 import signal
 import ssl
 import subprocess
@@ -25,20 +24,14 @@ from linkage.synthetic import generate_partners
 from service.db.models import AuditEvent, Result, Run, Submission
 from service.tlscert import make_local_tls
 from tests.conftest import EXAMPLE_SPEC
-from tests.live_server import free_port, start_server
+from tests.live_server import free_port, service_env, start_server
 from tests.service_fixtures import Service
 
 KEY = bytes(range(32))
 
 
 def _env(s: Service, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PPRL_DATA_DIR": str(s.settings.data_dir),
-        "PPRL_DATABASE_URL": s.settings.url,
-        "PPRL_WORKER_POLL_SECONDS": "0.2",
-        **extra,
-    }
+    return service_env(s.settings, PPRL_WORKER_POLL_SECONDS="0.2", **extra)
 
 
 def _big_extracts(tmp: Path, people: int) -> dict[str, bytes]:
