@@ -9,8 +9,17 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PPRL_DATA_DIR=/var/lib/pprl
-RUN groupadd --system pprl && useradd --system --gid pprl --home /var/lib/pprl pprl \
-    && mkdir -p /var/lib/pprl /app && chown pprl:pprl /var/lib/pprl
+# one group, two users: the API (10001) and the enclave worker (10002) share only the
+# sealed blobs; the worker's key, scratch and state directories are its own (compose
+# mounts a volume on each, and a fresh named volume takes these owners and modes)
+RUN groupadd --gid 10000 pprl && useradd --uid 10001 --gid pprl --home /var/lib/pprl pprl \
+    && useradd --uid 10002 --gid pprl --home /var/lib/pprl pprl-enclave \
+    && mkdir -p /var/lib/pprl/keys /var/lib/pprl/enclave-key /var/lib/pprl/work \
+       /var/lib/pprl/enclave /app \
+    && chown pprl:pprl /var/lib/pprl && chmod 2770 /var/lib/pprl \
+    && chown pprl-enclave:pprl /var/lib/pprl/keys && chmod 0755 /var/lib/pprl/keys \
+    && chown pprl-enclave:pprl /var/lib/pprl/enclave-key /var/lib/pprl/work /var/lib/pprl/enclave \
+    && chmod 0700 /var/lib/pprl/enclave-key /var/lib/pprl/work /var/lib/pprl/enclave
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app

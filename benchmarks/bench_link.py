@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import multiprocessing as mp
 import resource
 import tempfile
 import time
@@ -37,6 +36,11 @@ from linkage.spec import load_spec
 from linkage.stats import compute_figures
 from linkage.synthetic import generate_partners
 from service.crypto.sealing import open_sealed, seal_file
+
+try:
+    from benchmarks._child import run_in_child
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from _child import run_in_child  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "spec-uk.json"
@@ -119,20 +123,6 @@ def _plain(plain: dict[str, str], queue: Any) -> None:
                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
 
 
-def _child(target: Any, *args: Any) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    while True:
-        try:
-            result: dict[str, Any] = queue.get(timeout=5)
-            break
-        except Exception:
-            if not proc.is_alive():
-                raise RuntimeError(f"{target.__name__} died (exit code {proc.exitcode})") from None
-    proc.join()
-    return result
 
 
 def main() -> None:
@@ -144,8 +134,8 @@ def main() -> None:
         t0 = time.perf_counter()
         sealed, plain, pem = prepare(work, args.records)
         print(f"prepared {len(sealed)} sealed partner extracts in {time.perf_counter() - t0:.0f} s")
-        ours = _child(_pprl, {k: str(v) for k, v in sealed.items()}, pem)
-        base = _child(_plain, {k: str(v) for k, v in plain.items()})
+        ours = run_in_child(_pprl, {k: str(v) for k, v in sealed.items()}, pem)
+        base = run_in_child(_plain, {k: str(v) for k, v in plain.items()})
         ratio = ours["seconds"] / base["seconds"]
         print(
             f"pprl (sealed -> released): {ours['rows']:,} records  {ours['seconds']:6.1f} s  "

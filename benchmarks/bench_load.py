@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--upload-mb", type=int, default=100)
-    parser.add_argument("--uploads", type=int, default=10)
+    parser.add_argument("--uploads", type=int, default=10, help="0: reads only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -125,6 +125,16 @@ def main() -> None:
                 f"errors {reads['errors']}, server peak RSS {reads['server_peak_mb']:.0f} MB, "
                 f"server CPU {reads['server_cpu_ms_per_request']:.1f} ms per request"
             )
+            for path, token in mix:  # each kind alone, to see where the time goes
+                alone = read_load(demo.url, ca, [(path, token)] * (args.requests // 2),
+                                  args.clients)  # fmt: skip
+                reads["alone " + path.split("?")[0].rsplit("/", 1)[-1]] = alone
+                print(f"  {path.split('?')[0]} alone: {alone['rps']:.0f}/s, p50 "
+                      f"{alone['p50_ms']:.0f} ms, p99 {alone['p99_ms']:.0f} ms, "
+                      f"errors {alone['errors']}")  # fmt: skip
+            if args.uploads == 0:
+                print(json.dumps({"reads": reads}))
+                return
 
             extract = work / "big.parquet"
             rows = int(args.upload_mb * 1e6 / 58.4)  # 1M rows ~ 58 MB
@@ -147,8 +157,12 @@ def main() -> None:
                 client = Client(
                     ClientSettings(url=demo.url, token=token, ca_bundle=ca), timeout=600
                 )
-                try:
-                    client.upload("/v1/projects/load/submissions", extract)
+                try:  # sealed on this side as `pprl submit` does (not timed apart)
+                    from service.cli.submit import submit_extract
+
+                    submit_extract(
+                        client, "load", extract, trust=True, config_dir=work / token[-8:]
+                    )
                     return 1
                 except Exception:
                     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "VARIANTS_BY_TYPE",
     "AttributeSpec",
     "BloomSpec",
+    "CellKeyPerturbation",
     "DifferentialPrivacy",
     "DisclosurePolicy",
     "EncodingSpec",
@@ -52,6 +53,7 @@ __all__ = [
     "load_spec",
     "output_schema",
     "parse_spec",
+    "policy_fingerprint",
     "token_column",
     "token_columns",
 ]
@@ -59,16 +61,20 @@ __all__ = [
 #: Derived variants hashed for each identifier type, strongest first. ``exact`` / ``full``
 #: is always first. Names also yield ``part1``/``part2`` (hyphenated and double-barrelled
 #: names split; ``part1`` is the whole name when there is one part) and ``nickname``
-#: (canonical form from a shared nickname table, e.g. BOB -> ROBERT).
+#: (canonical form from a shared nickname table, e.g. BOB -> ROBERT), and ``swap`` (the
+#: name hashed in one domain shared by forenames and surnames, so that a forename and
+#: surname recorded the other way round still agree). Ids also yield ``mask1``..``mask3``
+#: (the id with one third masked: one mistyped character leaves one of them intact) and
+#: ``sorted`` (its characters sorted: two characters transposed still agree).
 VARIANTS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "nhs_number": ("exact",),
-    "forename": ("exact", "nickname", "phonetic", "prefix3", "initial", "part1", "part2"),
-    "surname": ("exact", "phonetic", "prefix3", "initial", "part1", "part2"),
+    "forename": ("exact", "nickname", "phonetic", "prefix3", "initial", "part1", "part2", "swap"),
+    "surname": ("exact", "phonetic", "prefix3", "initial", "part1", "part2", "swap"),
     "date": ("full", "swapped", "year", "month_day", "year_month"),
     "sex": ("exact",),
     "uk_postcode": ("full", "sector", "district"),
     "string": ("exact",),
-    "id": ("exact",),
+    "id": ("exact", "mask1", "mask2", "mask3", "sorted"),
     "postcode": ("full", "prefix3"),
 }
 IDENTIFIER_TYPES: tuple[str, ...] = tuple(VARIANTS_BY_TYPE)
@@ -104,11 +110,38 @@ class IdentifierSpec(_Model):
     variants: tuple[str, ...] | None = Field(
         default=None, description="Derived variants to hash; defaults to all for the type."
     )
+    aliases: tuple[str, ...] | None = Field(
+        default=None,
+        description="Other header names partners' files use for this column (matched "
+        "ignoring case, spaces and punctuation).",
+    )
+    formats: tuple[str, ...] | None = Field(
+        default=None,
+        description="date: the strptime formats partners write, tried in order, e.g. "
+        '["%m/%d/%Y"]; defaults to ISO, dd/mm/yyyy, dd-mm-yy and yyyymmdd.',
+    )
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
         return _check_name(value)
+
+    @field_validator("formats")
+    @classmethod
+    def _valid_formats(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("formats must list at least one strptime format, e.g. '%d/%m/%Y'")
+        for fmt in value:
+            directives = set(re.findall(r"%(.)", fmt))
+            if not {"d", "m"} <= directives or not directives & {"Y", "y"}:
+                raise ValueError(
+                    f"format {fmt!r} needs a day (%d), a month (%m) and a year (%Y or %y)"
+                )
+            if directives - {"d", "m", "Y", "y", "b", "B", "%"}:
+                raise ValueError(f"format {fmt!r}: use only %d, %m, %Y, %y, %b and %B")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -132,6 +165,8 @@ class IdentifierSpec(_Model):
                     )
             if first not in self.variants:
                 raise ValueError(f"variants must include {first!r}")
+        if self.formats is not None and self.type != "date":
+            raise ValueError("'formats' applies only to date identifiers")
         return self
 
     @property
@@ -167,6 +202,9 @@ class AttributeSpec(_Model):
         default=None, description="category: the allowed values (shared data dictionary)."
     )
     max_value: int = Field(default=100_000, ge=1, description="count: largest accepted value.")
+    aliases: tuple[str, ...] | None = Field(
+        default=None, description="category/count: other header names for the column."
+    )
 
     @field_validator("name")
     @classmethod
@@ -258,12 +296,27 @@ class DifferentialPrivacy(_Model):
     epsilon_budget: float = Field(gt=0.0, le=100.0)
 
 
+class CellKeyPerturbation(_Model):
+    """The cell key method's noise (on unless ``dp`` is set): see ``linkage.perturb``.
+
+    Each count gets noise from a discrete Laplace distribution cut off at
+    ``max_perturbation``: one person more or less in a cell changes the probability of
+    any released value by at most a factor of exp(``epsilon``), except with a
+    probability of about exp(-epsilon * max_perturbation) (the cut-off's tail).
+    """
+
+    epsilon: float = Field(default=0.5, gt=0.0, le=5.0)
+    max_perturbation: int = Field(default=10, ge=1, le=100)
+
+
 class DisclosurePolicy(_Model):
     """Statistical disclosure control applied to every released figure.
 
-    ``nhs`` (default): 0 stays 0, 1..(suppress_below-1) suppressed, others rounded to the
-    nearest ``round_to``. ``threshold``: below ``suppress_below`` suppressed, others rounded
-    to ``round_to`` (1 = no rounding).
+    Every count is first perturbed (``cell_key``, or ``dp`` when set); then a perturbed
+    value below ``suppress_below`` is suppressed, zero included (a released 0 would tell
+    an empty cell from a small one), and the rest rounded to the nearest ``round_to``
+    (1 = no rounding). ``style`` is kept for older policies: ``nhs`` and ``threshold``
+    now release the same. A person's contacts count at most ``contacts_bound`` in a mean.
     """
 
     style: Literal["nhs", "threshold"] = "nhs"
@@ -271,6 +324,8 @@ class DisclosurePolicy(_Model):
     round_to: int = Field(default=5, ge=1, le=1000)
     min_n_for_mean: int = Field(default=10, ge=1)
     dp: DifferentialPrivacy | None = None
+    cell_key: CellKeyPerturbation = CellKeyPerturbation()
+    contacts_bound: int = Field(default=200, ge=1, le=100_000)
 
 
 class Spec(_Model):
@@ -390,9 +445,17 @@ class Spec(_Model):
 
     def canonical_json(self) -> str:
         """The canonical form that the fingerprint is taken over."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-        )
+        data = self.model_dump(mode="json")
+        # keys added after specs were in use count only when set, so the fingerprint of
+        # every spec written before them stays what its partners' extracts carry
+        for item in (*data["identifiers"], *data["attributes"]):
+            for key in _OPTIONAL_KEYS:
+                if item.get(key, 0) is None:
+                    del item[key]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+_OPTIONAL_KEYS = ("aliases", "formats")
 
 
 class _PathError(ValueError):
@@ -574,3 +637,15 @@ def load_spec(path: str | Path) -> Spec:
 def fingerprint(spec: Spec) -> str:
     """Stable fingerprint of the spec: ``sha256:<hex>`` of its canonical JSON."""
     return "sha256:" + hashlib.sha256(spec.canonical_json().encode("ascii")).hexdigest()
+
+
+def policy_fingerprint(policy: DisclosurePolicy) -> str:
+    """Stable fingerprint of a disclosure policy: ``sha256:<hex>`` of its canonical JSON.
+
+    Partners' upload envelopes carry the fingerprint of the policy they agreed to, so a
+    policy changed behind their back is refused instead of silently applied.
+    """
+    canonical = json.dumps(
+        policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()

@@ -7,16 +7,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api import meta, tokens
+from service.analyst import router as analyst
+from service.api import docs, home, meta, tokens
 from service.api.deps import AppState, in_db_slot, record_denial
 from service.api.middleware import RequestContext
 from service.audit import router as audit
-from service.audit.checkpoints import configure_signer
-from service.crypto import load_enclave_public_key, load_signing_key
+from service.audit.keys import load_audit_public_key
+from service.crypto import load_enclave_public_key
 from service.db import Database
 from service.dpo import router as dpo
 from service.errors import ServiceError
 from service.logs import log
+from service.partner import router as partner
 from service.projects import router as projects
 from service.runs import router as runs
 from service.settings import Settings
@@ -39,19 +41,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         title="pprl",
         version="0.1.0",
         summary="Privacy-preserving record linkage for local public services.",
-        docs_url="/docs",
+        docs_url=None,  # served from bundled assets by service.api.docs (no CDN)
+        redoc_url=None,
     )
     from service.submissions.service import sweep_incoming
 
     sweep_incoming(settings)
-    signing_key = load_signing_key(settings.audit_signing_key_path)
-    configure_signer(signing_key, settings.checkpoint_every)
+    # the API holds only the audit public key: checkpoints are signed by the worker's signer
+    audit_public_key = load_audit_public_key(settings)
     app.state.pprl = AppState(
         settings=settings,
         db=db,
         enclave_public_key=load_enclave_public_key(settings.enclave_public_key_path),
-        audit_public_key=signing_key.public_key(),
-        audit_signing_key=signing_key,
+        audit_public_key=audit_public_key,
         # fewer slots than the threadpool's 40 threads (anyio's default), so the request
         # holding the database can always get the thread it needs to finish
         db_slots=anyio.CapacityLimiter(min(db.pool_capacity, _THREADPOOL_THREADS - 8)),
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return JSONResponse({"error": "internal error", "detail": "see the server log for the request id"},
                             status_code=500)  # fmt: skip
 
+    app.include_router(home.router)
+    app.include_router(docs.router)
     app.include_router(meta.router)
     app.include_router(tokens.router)
     app.include_router(projects.router)
@@ -89,4 +93,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(runs.router)
     app.include_router(audit.router)
     app.include_router(dpo.router)
+    app.include_router(analyst.router)
+    app.include_router(partner.router)
     return app

@@ -44,6 +44,9 @@ def initialise(settings: Settings, admin_name: str = "admin") -> Initialised:
         signing = settings.audit_signing_key_path
         if not signing.exists():
             generate_signing_key(signing)
+        from service.audit.keys import write_audit_public_key
+
+        write_audit_public_key(settings)  # the API reads this file, never the signing key
         from service.crypto import load_enclave_public_key, load_signing_key
 
         enclave_pub = public_key_hex(load_enclave_public_key(settings.enclave_public_key_path))

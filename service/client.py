@@ -68,9 +68,15 @@ class Client:
         return response.text
 
     def upload(
-        self, path: str, file: Path, on_progress: Callable[[int], None] | None = None
+        self,
+        path: str,
+        file: Path,
+        on_progress: Callable[[int], None] | None = None,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/vnd.pprl.sealed",
     ) -> Any:
-        """Stream ``file`` as the raw request body, reporting bytes sent."""
+        """Stream ``file`` as the raw request body (with extra ``headers``, e.g. the
+        sealed upload's envelope), reporting bytes sent."""
 
         def body() -> Iterator[bytes]:
             sent = 0
@@ -82,9 +88,10 @@ class Client:
                     yield chunk
 
         size = file.stat().st_size
-        headers = {"Content-Type": "application/vnd.apache.parquet", "Content-Length": str(size)}
+        sent_headers = {**(headers or {}), "Content-Type": content_type,
+                        "Content-Length": str(size)}  # fmt: skip
         response = self._with_retries(
-            lambda: self._http.post(path, content=body(), headers=headers, timeout=None)
+            lambda: self._http.post(path, content=body(), headers=sent_headers, timeout=None)
         )
         return self._decode(response)
 

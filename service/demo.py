@@ -148,7 +148,7 @@ def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Sa
                 "token"
             ]
         spec_json = json.loads(SPEC.read_text())
-        admin.request("POST", "/v1/projects", json={
+        project = admin.request("POST", "/v1/projects", json={
             "name": "frequent-users", "spec": spec_json, "members": [*partners, "analyst"],
             "purpose": "Find how many frequent service users are shared between local services",
             "legal_basis": "UK GDPR Art 6(1)(e) public task; Art 9(2)(h) health and social care",
@@ -170,12 +170,16 @@ def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Sa
             hashed[name] = extracts / f"{name}.hashed.parquet"
             info = json.loads(_pprl(env, "hash", "--spec", SPEC, "--secret", secret, csv_path, hashed[name],
                                     "--rejects", extracts / f"{name}.rejects.csv", "--json"))  # fmt: skip
-            partner_env = {**env, "PPRL_TOKEN": tokens[name]}
+            # each partner keeps its own pins; the fingerprint comes from the project lead
+            partner_env = {**env, "PPRL_TOKEN": tokens[name],
+                           "PPRL_CONFIG_DIR": str(extracts / f".{name}-config")}  # fmt: skip
             receipt = json.loads(
-                _pprl(partner_env, "submit", "--project", "frequent-users", hashed[name], "--json")
+                _pprl(partner_env, "submit", "--project", "frequent-users", hashed[name],
+                      "--enclave-fingerprint", project["enclave_key_fingerprint"],
+                      "--wait", "--json")  # fmt: skip
             )
             say(f"   {name:12s} pprl hash: {info['rows_written']:>6,} rows ({info['rows_rejected']} rejected)"
-                f"  pprl submit: accepted v{receipt['version']}, sha256 {receipt['sha256'][:12]}...")  # fmt: skip
+                f"  pprl submit: sealed, {receipt['status']} by the enclave, v{receipt['version']}")  # fmt: skip
 
         say(
             "4. analyst: pprl run --wait (the enclave worker links with Splink and releases aggregates)"
@@ -190,7 +194,7 @@ def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Sa
         released = analyst.request("GET", f"/v1/projects/frequent-users/runs/{run['id']}/results")
         truth = _truth(tables, hashed, int(released["frequent_threshold"]))
         chart = directory / "upset.png"
-        from service.results_view import plot_results
+        from service.results import plot_results
 
         plot_results(released, chart)
 

@@ -12,6 +12,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
+    "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
 ]
@@ -57,6 +58,10 @@ class Unprocessable(ServiceError):
     status, error = 422, "unprocessable"
 
 
+class TooManyRequests(ServiceError):
+    status, error = 429, "too many requests"
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI documentation of the ``{"error", "detail"}`` bodies a route may return."""
     from pydantic import BaseModel
@@ -68,5 +73,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     described = {400: "bad request", 401: "missing, unknown, expired or revoked token",
                  403: "the caller's role may not do this", 404: "not found (or not visible to the caller)",
                  409: "conflicts with the current state", 413: "upload too large",
-                 422: "invalid request or unacceptable upload"}  # fmt: skip
+                 422: "invalid request or unacceptable upload",
+                 429: "a project's rate limit (runs or resubmissions per period) is reached"}  # fmt: skip
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}

@@ -122,12 +122,37 @@ class Service:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
-    def upload(self, token: str, data: bytes, project: str | None = None) -> Any:
+    def upload(
+        self, token: str, data: bytes, project: str | None = None, **envelope: Any
+    ) -> Any:
+        """Seal ``data`` as `pprl submit` would and upload it; ``envelope`` overrides
+        envelope fields (to test refusals). The receipt says ``received``: call
+        :meth:`judge` to let the enclave validate it."""
+        from tests.sealed import sealed_upload
+
+        pid = project or self.project_id
+        info = self.http.get(f"/v1/projects/{pid}", headers=self.as_(self.admin)).json()
+        key = self.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+        headers, body = sealed_upload(data, info, key, **envelope)
         return self.http.post(
-            f"/v1/projects/{project or self.project_id}/submissions",
-            headers={**self.as_(token), "Content-Type": "application/vnd.apache.parquet"},
-            content=data,
+            f"/v1/projects/{pid}/submissions", headers={**self.as_(token), **headers}, content=body
         )
+
+    def judge(self) -> int:
+        """Run the enclave's intake once (validate every received submission)."""
+        from service.worker.loop import Worker
+
+        return Worker(self.settings).validate_received()
+
+    def submit(self, token: str, data: bytes, project: str | None = None) -> Any:
+        """Upload, let the enclave judge it, and return the submission as it now stands."""
+        r = self.upload(token, data, project)
+        assert r.status_code == 202, r.text
+        self.judge()
+        pid = project or self.project_id
+        return self.http.get(
+            f"/v1/projects/{pid}/submissions/{r.json()['id']}", headers=self.as_(token)
+        ).json()
 
     def login_csrf(self) -> str:
         """The CSRF token of a fresh DPO sign-in form."""

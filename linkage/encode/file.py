@@ -1,122 +1,43 @@
 """Hash a whole extract file, streaming, and write the result atomically.
 
-CSV (every column read as text) or Parquet in; Parquet out, batch by batch, so memory
-does not grow with the input. The output and the rejects file are written to temporary
-names beside their targets and renamed into place only when complete: an error or Ctrl-C
-leaves nothing behind.
+CSV, .xlsx or Parquet in (see :mod:`linkage.encode.readers`); Parquet out, batch by
+batch, so memory does not grow with the input. The output and the rejects file are
+written to temporary names beside their targets and renamed into place only when
+complete: an error, a refusal or Ctrl-C leaves nothing behind.
+
+Rejects are numbered as spreadsheet rows: the header is row 1, the first data row is
+row 2. An identifier column with more than ``max_invalid`` of its values invalid (or,
+for dates, readable only with day and month swapped) is refused, naming the column, the
+formats expected and the first rows, rather than hashed with the values silently lost.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from linkage.encode.columns import resolve_columns
+from linkage.encode.expected import UK_DATE_FORMATS, expected_values
+from linkage.encode.readers import open_input
 from linkage.encode.table import Encoder
 from linkage.errors import InputError, ManifestError
 from linkage.manifest import MANIFEST_KEY, Manifest, key_check_value
 from linkage.spec import Spec, fingerprint
 
-__all__ = ["ProgressCallback", "hash_file", "read_manifest"]
+__all__ = ["DEFAULT_MAX_INVALID", "ProgressCallback", "hash_file", "read_manifest"]
 
 #: ``on_progress(rows_done, bytes_done, bytes_total)``
 ProgressCallback = Callable[[int, int, int], None]
 
-_PARQUET_MAGIC = b"PAR1"
-_CSV_BLOCK = 4 << 20  # bytes per CSV block; pyarrow reads a few ahead, so this bounds RSS
-
-
-def _is_parquet(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(4) == _PARQUET_MAGIC
-
-
-def _csv_header(path: Path) -> list[str]:
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        try:
-            header = next(csv.reader(fh))
-        except StopIteration:
-            raise InputError(f"{path}: the file is empty (expected a header row)") from None
-        except (csv.Error, UnicodeDecodeError):
-            raise InputError(f"{path}: row 1: not a readable UTF-8 CSV header") from None
-    header = [h.strip() for h in header]
-    if not any(header):
-        raise InputError(f"{path}: row 1: the header row is empty")
-    return header
-
-
-def _csv_batches(path: Path, encoder: Encoder, batch_rows: int) -> Iterator[tuple[pa.Table, int]]:
-    header = _csv_header(path)
-    encoder.check_columns(header, str(path))
-    needed = list(encoder.required_columns())
-    total = path.stat().st_size
-    with path.open("rb") as fh:
-        sample = fh.read(1 << 16)
-    line_bytes = len(sample) / max(sample.count(b"\n"), 1)
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK, encoding="utf8"),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()),
-                include_columns=needed,
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        # pyarrow parses the first block on open; its message quotes the row: never repeat it
-        raise InputError(
-            f"{path}: unreadable CSV near the start: a row has a different number of columns "
-            "than the header, broken quoting, or invalid UTF-8"
-        ) from None
-    rows = 0
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, UnicodeDecodeError):
-            # pyarrow's own message quotes the offending line: never repeat it.
-            raise InputError(
-                f"{path}: unreadable CSV after row {rows + 1}: a row has a different number "
-                "of columns than the header, broken quoting, or invalid UTF-8"
-            ) from None
-        table = pa.Table.from_batches([batch])
-        for start in range(0, table.num_rows, batch_rows):
-            piece = table.slice(start, batch_rows)
-            rows += piece.num_rows
-            # the streaming reader does not expose its byte position: estimate it
-            yield piece, min(int(rows * line_bytes), total)
-
-
-def _parquet_batches(
-    path: Path, encoder: Encoder, batch_rows: int
-) -> Iterator[tuple[pa.Table, int]]:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError):
-        raise InputError(f"{path}: not a readable Parquet file") from None
-    encoder.check_columns(pf.schema_arrow.names, str(path))
-    needed = list(encoder.required_columns())
-    total = path.stat().st_size
-    done_rows = 0
-    try:
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=needed):
-            done_rows += batch.num_rows
-            fraction = done_rows / max(pf.metadata.num_rows, 1)
-            yield pa.Table.from_batches([batch]), int(total * fraction)
-    except (pa.ArrowInvalid, OSError):
-        raise InputError(f"{path}: the Parquet file is corrupt after row {done_rows}") from None
+DEFAULT_MAX_INVALID = 0.2  # an identifier column more invalid than this is refused
 
 
 @contextlib.contextmanager
@@ -152,31 +73,36 @@ def hash_file(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
     invalid_counts: dict[str, int] | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
+    max_invalid: float | None = DEFAULT_MAX_INVALID,
+    details: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Hash ``input_path`` (CSV or Parquet) to a hashed Parquet extract at ``output_path``.
+    """Hash ``input_path`` (CSV, .xlsx or Parquet) to a hashed Parquet extract at ``output_path``.
 
     Returns the manifest written into the file. ``invalid_counts``, when given, receives
-    per-field counts of values that were present but invalid (e.g. a bad NHS number).
-    Raises :class:`InputError` naming the file, row and column on bad input; nothing is
-    left at ``output_path`` or ``rejects_path`` on any error.
+    per-field counts of values that were present but invalid (e.g. a bad NHS number);
+    ``details`` receives how the file was read (``read``) and which column fed each field
+    (``columns``), as a mapping file records them. ``max_invalid=None`` accepts any share
+    of invalid values. Raises :class:`InputError` naming the file, row and column on bad
+    input; nothing is left at ``output_path`` or ``rejects_path`` on any error.
     """
     source = Path(input_path)
     target = Path(output_path)
-    if not source.is_file():
-        raise InputError(f"{source}: input file not found")
-    if source.resolve() == target.resolve():
+    if source.exists() and target.exists() and source.resolve() == target.resolve():
         raise InputError(f"{target}: the output must not overwrite the input")
-    if source.stat().st_size == 0:
-        raise InputError(f"{source}: the file is empty")
-    encoder = Encoder(spec, key, column_map)
-    batches = (
-        _parquet_batches(source, encoder, batch_rows)
-        if _is_parquet(source)
-        else _csv_batches(source, encoder, batch_rows)
-    )
-    total_bytes = source.stat().st_size
+    reader = open_input(source, encoding=encoding, delimiter=delimiter, sheet=sheet)
+    columns = resolve_columns(spec, reader.header, str(source), column_map)
+    if details is not None:
+        details.update({"read": reader.describe(), "columns": dict(columns)})
+    encoder = Encoder(spec, key, columns)
+    total_bytes = reader.total_bytes
     written = rejected = rows_in = 0
     counts: dict[str, int] = {}
+    present: dict[str, int] = {}
+    swapped: dict[str, int] = {}
+    first_bad: dict[str, list[int]] = {}
     with contextlib.ExitStack() as stack:
         out_tmp = stack.enter_context(_atomic_path(target, force))
         rej_file = None
@@ -187,21 +113,29 @@ def hash_file(
         writer = stack.enter_context(
             pq.ParquetWriter(out_tmp, encoder.schema, compression="zstd", write_statistics=False)
         )
-        for table, bytes_done in batches:
-            result = encoder.encode(table, row_offset=rows_in)
+        for batch in reader.batches(list(dict.fromkeys(columns.values())), batch_rows):
+            result = encoder.encode(batch.table, row_offset=rows_in)
             rows_in += result.rows_in
             if result.table.num_rows:
                 writer.write_table(result.table)
             written += result.table.num_rows
             rejected += len(result.rejects)
-            for name, count in result.invalid_counts.items():
-                counts[name] = counts.get(name, 0) + count
+            _add(counts, result.invalid_counts)
+            _add(present, result.present_counts)
+            _add(swapped, result.swapped_counts)
+            for name, rows in result.invalid_rows.items():
+                first_bad.setdefault(name, [])
+                first_bad[name] += rows[: _EXAMPLES - len(first_bad[name])]
             if rej_file is not None:
-                rej_file.writelines(f"{row},{reason}\n" for row, reason in result.rejects)
+                # the encoder counts data rows from 1; the spreadsheet's header is row 1
+                rej_file.writelines(f"{row + 1},{reason}\n" for row, reason in result.rejects)
             if on_progress is not None:
-                on_progress(rows_in, bytes_done, total_bytes)
+                on_progress(rows_in, batch.bytes_done, total_bytes)
         if rows_in == 0:
             raise InputError(f"{source}: the file has a header but no rows")
+        if max_invalid is not None:
+            _refuse_invalid(spec, source, columns, present, counts, swapped, first_bad,
+                            max_invalid)  # fmt: skip
         if written == 0:
             raise InputError(
                 f"{source}: none of the {rows_in} rows has a usable identifier; "
@@ -219,6 +153,51 @@ def hash_file(
     if invalid_counts is not None:
         invalid_counts.update(counts)
     return manifest
+
+
+_EXAMPLES = 5
+
+
+def _add(total: dict[str, int], more: Mapping[str, int]) -> None:
+    for name, count in more.items():
+        total[name] = total.get(name, 0) + count
+
+
+def _refuse_invalid(
+    spec: Spec,
+    source: Path,
+    columns: Mapping[str, str],
+    present: Mapping[str, int],
+    invalid: Mapping[str, int],
+    swapped: Mapping[str, int],
+    first_bad: Mapping[str, list[int]],
+    max_invalid: float,
+) -> None:
+    """One sentence for the first identifier column over the invalid (or swapped) share."""
+    for ident in spec.identifiers:
+        seen = present.get(ident.name, 0)
+        if not seen:
+            continue
+        column = columns[ident.name]
+        bad = invalid.get(ident.name, 0)
+        if bad / seen > max_invalid:
+            rows = ", ".join(str(r + 1) for r in first_bad.get(ident.name, []))
+            raise InputError(
+                f"{source}: column {column!r} ({ident.name}): {bad:,} of {seen:,} values "
+                f"({bad / seen:.0%}) are not {expected_values(ident)}, first at rows {rows}; "
+                "fix the column (run `pprl check` for a report) or declare its formats in "
+                "the spec, or pass --accept-invalid to hash them as missing"
+            )
+        turned = swapped.get(ident.name, 0)
+        if ident.type == "date" and turned / seen > max_invalid:
+            formats = " or ".join(ident.formats or UK_DATE_FORMATS)
+            raise InputError(
+                f"{source}: column {column!r} ({ident.name}): {turned:,} of {seen:,} dates "
+                f"({turned / seen:.0%}) are valid only with day and month swapped under "
+                f"{formats}, so the file is probably written the other way round; declare "
+                f'its format in the spec (e.g. "formats": ["%m/%d/%Y"] for {ident.name}), '
+                "or pass --accept-invalid to hash them swapped"
+            )
 
 
 def _tool_version() -> str:

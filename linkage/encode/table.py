@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,18 +22,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.encode.bloom import BloomEncoder
-from linkage.encode.tokens import TokenMaker
+from linkage.encode.tokens import TokenMaker, token_domain
 from linkage.errors import InputError
 from linkage.normalise import (
     name_variants,
     normalise_generic,
     normalise_generic_postcode,
     normalise_name,
-    normalise_nhs_number,
     normalise_sex,
     uk_postcode_variants,
 )
-from linkage.normalise.dates import date_variants_cached, parse_date_cached
+from linkage.normalise.dates import date_variants_cached, read_date_cached
+from linkage.normalise.nhs import normalise_nhs_numbers
 from linkage.normalise.postcodes import uk_postcode_variants_bulk
 from linkage.spec import (
     ROW_REF_COLUMN,
@@ -48,7 +49,17 @@ from linkage.spec import (
 __all__ = ["EncodeResult", "Encoder", "encode_table"]
 
 _CACHE_LIMIT = 100_000  # tokens memoised per (field, variant); bounds memory, keeps hits on names
+_MEMO_PROBE = 10_000  # distinct values in a batch before the memo's usefulness is judged
 REJECT_NO_IDENTIFIER = "no usable identifier: every identifier is empty or invalid"
+REJECT_BLANK = "blank row"
+REJECT_TOTAL = "total row: no identifier, only figures"
+_WHOLE_NUMBER = re.compile(r"^\s*\+?(\d+)(?:\.0*)?\s*$")  # "3", "3.0": as Excel/pandas write counts
+_EXAMPLE_ROWS = 5
+# a spreadsheet's summary line ("Total", "Grand total:") in an identifier column
+_TOTAL_LABEL = re.compile(r"^\s*(?:grand\s+|sub\s*)?totals?\s*:?\s*$", re.IGNORECASE)
+_FREE_TEXT = frozenset({"forename", "surname", "string", "id", "postcode"})
+# a pa.scalar, not "": comparing with a Python str makes pyarrow import pandas (0.25 s)
+_EMPTY = pa.scalar("", pa.string())
 
 
 @dataclass
@@ -59,6 +70,11 @@ class EncodeResult:
     rejects: list[tuple[int, str]] = field(default_factory=list)
     invalid_counts: dict[str, int] = field(default_factory=dict)
     rows_in: int = 0
+    #: per field: non-blank values, the first invalid rows (1-based data rows), and for
+    #: dates the values read with day and month swapped (many of those = a wrong format)
+    present_counts: dict[str, int] = field(default_factory=dict)
+    invalid_rows: dict[str, list[int]] = field(default_factory=dict)
+    swapped_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +84,7 @@ class _Normalised:
     valid: list[bool]
     variants: dict[str, list[str | None]]
     extra: list[Any]  # a date (for age bands) or a district (for areas), else None
+    swapped: list[bool] | None = None  # dates read with day and month swapped
 
 
 def _normalise_distinct(
@@ -79,14 +96,20 @@ def _normalise_distinct(
     extra: list[Any]
     if kind == "nhs_number":
         # the hot path on real extracts: nearly every NHS number is distinct
-        exact = [normalise_nhs_number(raw) for raw in values]
+        exact = normalise_nhs_numbers(values)
         return _Normalised([e is not None for e in exact], {"exact": exact}, [None] * len(exact))
     if kind in ("forename", "surname"):
         extra = [normalise_name(raw) for raw in values]
         derived = [name_variants(name) for name in extra]
+        if "swap" in active:  # the exact name, hashed in the domain both name fields share
+            derived = [{**d, "swap": d["exact"]} for d in derived]
     elif kind == "date":
-        extra = [parse_date_cached(raw, ref) for raw in values]
+        read = [read_date_cached(raw, ref, ident.formats) for raw in values]
+        extra = [parsed for parsed, _ in read]
         derived = [date_variants_cached(parsed) for parsed in extra]
+        variants = {v: [d[v] for d in derived] for v in active}
+        swapped = [status == "swapped" for _, status in read]
+        return _Normalised([p is not None for p in extra], variants, extra, swapped)
     elif kind == "uk_postcode":
         full, sector, district = uk_postcode_variants_bulk(values)
         if set(active) <= {"full", "sector", "district"}:
@@ -103,12 +126,29 @@ def _normalise_distinct(
     else:
         normalise = normalise_sex if kind == "sex" else normalise_generic  # string, id
         derived = [{"exact": normalise(raw)} for raw in values]
+        if kind == "id" and len(active) > 1:
+            derived = [_id_variants(d["exact"]) for d in derived]
         extra = [None] * len(derived)
     # every variant of a missing or invalid value is None, so validity is the first variant's
     first = "full" if kind in ("date", "uk_postcode", "postcode") else "exact"
     valid = [d[first] is not None for d in derived]
     variants = {v: [d[v] for d in derived] for v in active}
     return _Normalised(valid, variants, extra)
+
+
+def _id_variants(value: str | None) -> dict[str, str | None]:
+    """An id's typo-tolerant variants: each third masked in turn (a single mistyped
+    character leaves one of the three intact) and its characters sorted (a transposition
+    leaves it intact). Ids shorter than 4 characters get none: too little is left."""
+    if value is None or len(value) < 4:
+        return {"exact": value, "mask1": None, "mask2": None, "mask3": None, "sorted": None}
+    n = len(value)
+    cuts = (0, round(n / 3), round(2 * n / 3), n)
+    masks = {
+        f"mask{i + 1}": value[: cuts[i]] + "*" * (cuts[i + 1] - cuts[i]) + value[cuts[i + 1] :]
+        for i in range(3)
+    }
+    return {"exact": value, **masks, "sorted": "".join(sorted(value))}
 
 
 def _as_strings(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -137,12 +177,22 @@ class _CachedMaker:
     def __init__(self, maker: TokenMaker) -> None:
         self.maker = maker
         self.cache: dict[str, bytes] = {}
+        self.memoise = True  # off once a batch shows the values hardly repeat
 
     def array(self, values: Sequence[str | None]) -> pa.FixedSizeBinaryArray:
+        if not self.memoise:
+            # NHS numbers, full postcodes: nearly every value is new, so the memo only
+            # costs (a dictionary insert and lookup per value, and its memory)
+            return self.maker.array(values)
         cache = self.cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         todo = [v for v in dict.fromkeys(values) if v is not None and v not in cache]
+        if len(values) >= _MEMO_PROBE and len(todo) > 0.9 * len(values) and cache:
+            # a second batch of thousands of values, nine in ten of them new: stop memoising
+            self.memoise = False
+            self.cache = {}
+            return self.maker.array(values)
         if todo:
             tokens = self.maker.array(todo)
             width = self.maker.length
@@ -175,28 +225,16 @@ class Encoder:
                     f"--column {name}=...: the spec has no identifier or category/count "
                     f"attribute called {name!r}"
                 )
-        self._makers = {
-            (i.name, v): _CachedMaker(TokenMaker(key, i.name, v, spec.token_bytes))
-            for i in spec.identifiers
-            for v in i.active_variants
-        }
+        # one maker per HMAC domain: variants that share a domain (name parts, the swap
+        # of every name field, a date's swap) share its maker and its memo
+        by_domain: dict[tuple[str, str], _CachedMaker] = {}
+        self._makers: dict[tuple[str, str], _CachedMaker] = {}
         for ident in spec.identifiers:
-            if ident.type in ("forename", "surname"):
-                # name parts share the exact name's domain, so "SMITH" (part of
-                # "SMITH-JONES") agrees with a plain "SMITH" in the enclave
-                exact = self._makers.get((ident.name, "exact")) or _CachedMaker(
-                    TokenMaker(key, ident.name, "exact", spec.token_bytes)
-                )
-                for part in ("part1", "part2"):
-                    if (ident.name, part) in self._makers:
-                        self._makers[(ident.name, part)] = exact
-            if ident.type == "date" and (ident.name, "swapped") in self._makers:
-                # The swapped date is hashed in the *full* date's domain, so that one
-                # record's full date can equal another's swapped one in the enclave.
-                full = self._makers.get((ident.name, "full")) or _CachedMaker(
-                    TokenMaker(key, ident.name, "full", spec.token_bytes)
-                )
-                self._makers[(ident.name, "swapped")] = full
+            for variant in ident.active_variants:
+                domain = token_domain(ident, variant)
+                if domain not in by_domain:
+                    by_domain[domain] = _CachedMaker(TokenMaker(key, *domain, spec.token_bytes))
+                self._makers[(ident.name, variant)] = by_domain[domain]
         bloom = spec.encoding.bloom
         self._blooms = (
             {f: BloomEncoder(key, f, bloom) for f in bloom.fields} if bloom is not None else {}
@@ -238,6 +276,11 @@ class Encoder:
         invalid: dict[str, int] = {}
         usable = np.zeros(n, dtype=bool)
         extras: dict[str, tuple[list[Any], pa.Array]] = {}
+        present: dict[str, int] = {}
+        invalid_rows: dict[str, list[int]] = {}
+        swapped: dict[str, int] = {}
+        any_identifier = np.zeros(n, dtype=bool)  # some identifier cell is not blank
+        total_label = np.zeros(n, dtype=bool)  # some identifier cell says "Total"
 
         for ident in self.spec.identifiers:
             raw = _as_strings(table.column(self.input_column(ident.name, ident.source_column)))
@@ -245,9 +288,23 @@ class Encoder:
             norm = _normalise_distinct(ident, uniques, ref)
             valid_u = np.asarray(norm.valid, dtype=bool)
             invalid[ident.name] = int(counts[~valid_u].sum()) if len(uniques) else 0
+            row_idx = indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+            present[ident.name] = int(counts.sum())
+            bad = np.flatnonzero(~np.append(valid_u, True)[row_idx])[:_EXAMPLE_ROWS]
+            invalid_rows[ident.name] = [int(r) + row_offset + 1 for r in bad]
+            if norm.swapped is not None:
+                swapped[ident.name] = int(counts[np.asarray(norm.swapped, dtype=bool)].sum())
+            any_identifier |= row_idx < len(uniques)
+            # "Total" is an invalid NHS number, date or postcode, but a valid name: look at
+            # every name, and only at the invalid values of other types (few, so cheap)
+            looked = range(len(uniques)) if ident.type in _FREE_TEXT else np.flatnonzero(~valid_u)
+            said = [i for i in looked if (u := uniques[i]) is not None and _TOTAL_LABEL.match(u)]
+            if said:
+                says_total = np.zeros(len(uniques) + 1, dtype=bool)
+                says_total[np.asarray(said, dtype=np.int64)] = True
+                total_label |= says_total[row_idx]
             if ident.type != "sex":
                 # sex alone cannot link anyone: it does not make a row usable
-                row_idx = indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
                 usable |= np.append(valid_u, False)[row_idx]
             for variant, values in norm.variants.items():
                 distinct_tokens = self._makers[(ident.name, variant)].array(values)
@@ -257,8 +314,14 @@ class Encoder:
                 columns[bloom_column(ident.name)] = bloom.take(indices)
             extras[ident.name] = (norm.extra, indices)
 
+        figures = np.zeros(n, dtype=bool)  # some count/category cell is filled
         for attr in self.spec.attributes:
             columns[attribute_column(attr.name)] = self._attribute(attr, table, extras, invalid)
+            if attr.kind in ("category", "count"):
+                raw = _as_strings(table.column(self.input_column(attr.name, attr.source_column)))
+                blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(raw), _EMPTY), True)
+                figures |= pc.invert(blank).to_numpy(zero_copy_only=False)
+        usable &= ~total_label
 
         keep = pa.array(usable)
         row_ref = pa.array(np.arange(row_offset + 1, row_offset + n + 1, dtype=np.int64))
@@ -266,9 +329,16 @@ class Encoder:
             [row_ref, *(columns[f.name] for f in self.schema if f.name != ROW_REF_COLUMN)],
             schema=self.schema,
         ).filter(keep)
-        rejected = np.flatnonzero(~usable) + row_offset + 1
-        rejects = [(int(r), REJECT_NO_IDENTIFIER) for r in rejected]
-        return EncodeResult(out, rejects, invalid, n)
+        rejects = []
+        for r in np.flatnonzero(~usable):
+            if total_label[r] or (not any_identifier[r] and figures[r]):
+                reason = REJECT_TOTAL
+            elif not any_identifier[r]:
+                reason = REJECT_BLANK
+            else:
+                reason = REJECT_NO_IDENTIFIER
+            rejects.append((int(r) + row_offset + 1, reason))
+        return EncodeResult(out, rejects, invalid, n, present, invalid_rows, swapped)
 
     def _attribute(
         self,
@@ -282,7 +352,9 @@ class Encoder:
             per_unique, indices = extras[attr.source]
             labels: list[str | None]
             if attr.kind == "age_band":
-                labels = [_age_band(d, self.spec.reference_date, attr) for d in per_unique]
+                bands, names = attr.age_bands, _band_labels(attr)
+                ref = self.spec.reference_date
+                labels = [_age_band(d, ref, bands, names) for d in per_unique]
             else:
                 labels = list(per_unique)
             return pa.array(labels, pa.string()).take(indices)
@@ -299,13 +371,11 @@ class Encoder:
         else:
 
             def convert(value: str | None) -> Any:
-                if value is None:
+                match = _WHOLE_NUMBER.match(value) if value is not None else None
+                if match is None:
                     return None
-                try:
-                    number = int(value.strip())
-                except ValueError:
-                    return None
-                return number if 0 <= number <= attr.max_value else None
+                number = int(match[1])
+                return number if number <= attr.max_value else None
 
             kind = pa.int32()
         converted = [convert(u) for u in uniques]
@@ -318,12 +388,14 @@ def _category_key(value: str) -> str:
     return " ".join(value.strip().casefold().replace("_", " ").replace("-", " ").split())
 
 
-def _age_band(born: date | None, ref: date, attr: AttributeSpec) -> str | None:
+def _age_band(
+    born: date | None, ref: date, bands: Sequence[int], names: Sequence[str]
+) -> str | None:
     if born is None:
         return None
     age = ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
-    position = bisect.bisect_right(attr.age_bands, age) - 1
-    return _band_labels(attr)[max(position, 0)]
+    position = bisect.bisect_right(bands, age) - 1
+    return names[max(position, 0)]
 
 
 @functools.cache

@@ -13,9 +13,30 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-__all__ = ["TokenMaker", "domain_prefix"]
+from linkage.spec import IdentifierSpec
+
+__all__ = ["TokenMaker", "domain_prefix", "token_domain"]
 
 _BLOCK = 64
+
+
+def token_domain(ident: IdentifierSpec, variant: str) -> tuple[str, str]:
+    """The (field, variant) HMAC domain a variant of ``ident`` is hashed in.
+
+    Most variants have their own domain. Three share one on purpose, so that tokens can
+    agree across variants in the enclave: name parts are hashed as the exact name
+    ("SMITH" of "SMITH-JONES" equals a plain "SMITH"); the ``swap`` variant of every name
+    field shares one domain ("*" cannot start a field name), so a forename can equal a
+    surname; a date's ``swapped`` variant is hashed as a full date.
+    """
+    if ident.type in ("forename", "surname"):
+        if variant in ("part1", "part2"):
+            return ident.name, "exact"
+        if variant == "swap":
+            return "*name", "swap"
+    if ident.type == "date" and variant == "swapped":
+        return ident.name, "full"
+    return ident.name, variant
 
 
 def domain_prefix(field: str, variant: str) -> bytes:

@@ -1,8 +1,9 @@
 """Splink comparisons built from a spec's hashed tokens, as graded levels.
 
 Tokens are keyed hashes, so every level is an equality of tokens, chosen so that fuzzy
-agreement survived hashing: for names exact > nickname > phonetic > a shared part of a
-double-barrelled name > first three letters > initial; for dates full > day/month
+agreement survived hashing: for names exact > forename and surname swapped > nickname >
+phonetic > a shared part of a double-barrelled name > first three letters > initial; for
+ids exact > one character differs (a masked third agrees) > characters transposed; for dates full > day/month
 swapped > year+month > month+day > year; for UK postcodes full > sector > district.
 Where the spec asks for Bloom filters, Dice-similarity levels sit between exact and the
 derived levels (DuckDB only: Dice needs its bit functions).
@@ -39,11 +40,22 @@ def _dice(column: str, threshold: float) -> cll.CustomLevel:
     return cll.CustomLevel(sql, label_for_charts=f"Dice >= {threshold}")
 
 
-def _name(ident: IdentifierSpec, tf: bool, bloom: bool) -> cl.CustomComparison:
+def _swapped(ident: IdentifierSpec, other: IdentifierSpec) -> cll.CustomLevel:
+    """Forename and surname the other way round: both cross-field equalities hold."""
+    mine, theirs = _col(ident, "swap"), _col(other, "swap")
+    sql = f"{mine}_l = {theirs}_r AND {theirs}_l = {mine}_r"
+    return cll.CustomLevel(sql, label_for_charts="forename and surname swapped")
+
+
+def _name(
+    ident: IdentifierSpec, tf: bool, bloom: bool, other: IdentifierSpec | None = None
+) -> cl.CustomComparison:
     v = set(ident.active_variants)
     levels: list[Any] = [cll.NullLevel(_col(ident, "exact"))]
     exact = cll.ExactMatchLevel(_col(ident, "exact"), term_frequency_adjustments=tf)
     levels.append(exact.configure(label_for_charts="exact"))
+    if other is not None and "swap" in v and "swap" in other.active_variants:
+        levels.append(_swapped(ident, other))
     if bloom:
         levels.append(_dice(bloom_column(ident.name), 0.9))
     if "nickname" in v:
@@ -96,6 +108,24 @@ def _graded(ident: IdentifierSpec, order: tuple[str, ...]) -> cl.CustomCompariso
     return cl.CustomComparison(levels, output_column_name=ident.name)
 
 
+def _id(ident: IdentifierSpec) -> cl.CustomComparison:
+    v = set(ident.active_variants)
+    levels: list[Any] = [
+        cll.NullLevel(_col(ident, "exact")),
+        cll.ExactMatchLevel(_col(ident, "exact")).configure(label_for_charts="exact"),
+    ]
+    masks = [m for m in ("mask1", "mask2", "mask3") if m in v]
+    if masks:
+        sql = " OR ".join(f"({_eq(ident, m)})" for m in masks)
+        levels.append(cll.CustomLevel(sql, label_for_charts="one character differs"))
+    if "sorted" in v:
+        levels.append(
+            cll.CustomLevel(_eq(ident, "sorted"), label_for_charts="characters transposed")
+        )
+    levels.append(cll.ElseLevel().configure(label_for_charts="disagree"))
+    return cl.CustomComparison(levels, output_column_name=ident.name)
+
+
 def comparisons_for(spec: Spec, *, dice: bool = True) -> list[Any]:
     """One comparison per identifier of ``spec`` (``dice=False`` drops Bloom levels)."""
     bloom_fields = set(spec.encoding.bloom.fields) if spec.encoding.bloom and dice else set()
@@ -103,9 +133,14 @@ def comparisons_for(spec: Spec, *, dice: bool = True) -> list[Any]:
     if tf_fields is None:
         tf_fields = tuple(i.name for i in spec.identifiers if i.type in ("forename", "surname"))
     out: list[Any] = []
+    first = {i.type: i for i in reversed(spec.identifiers)}
+    partner_of = {"forename": first.get("surname"), "surname": first.get("forename")}
     for ident in spec.identifiers:
         if ident.type in ("forename", "surname"):
-            out.append(_name(ident, ident.name in tf_fields, ident.name in bloom_fields))
+            other = partner_of[ident.type] if first[ident.type] is ident else None
+            out.append(_name(ident, ident.name in tf_fields, ident.name in bloom_fields, other))
+        elif ident.type == "id":
+            out.append(_id(ident))
         elif ident.type == "date":
             out.append(_date(ident))
         elif ident.type == "uk_postcode":

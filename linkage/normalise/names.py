@@ -1,8 +1,9 @@
-"""Forenames and surnames: accents folded, case, titles dropped, punctuation collapsed.
+"""Forenames and surnames: accents folded, case, leading titles dropped, punctuation collapsed.
 
 ``O'Brien`` -> ``OBRIEN``; ``Smith-Jones`` -> ``SMITH JONES`` with parts ``SMITH`` and
 ``JONES``; ``Dr. Zoë  Müller`` -> ``ZOE MULLER``. Apostrophes vanish (they join the
-name), every other run of non-letters becomes one space.
+name), every other run of non-letters becomes one space. A title is dropped only while
+another word remains: ``Mr Lord`` -> ``LORD``, ``Lord`` -> ``LORD``.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def _fold(text: str) -> str:
 
 
 def normalise_name(raw: str | None) -> str | None:
-    """Canonical name: ASCII upper case, single spaces between parts, no titles."""
+    """Canonical name: ASCII upper case, single spaces between parts, no leading titles."""
     if raw is None:
         return None
     text = _APOSTROPHES.sub("", _fold(raw).upper())
-    words = [w for w in _NON_LETTERS.sub(" ", text).split() if w not in TITLES]
-    return " ".join(words) or None
+    words = _NON_LETTERS.sub(" ", text).split()
+    # Titles lead ("Dr Zoe Muller"); one that is the last word left is the name itself
+    # (surname Lord, forename Miss): dropping it would lose a real person's name.
+    start = 0
+    while start < len(words) - 1 and words[start] in TITLES:
+        start += 1
+    return " ".join(words[start:]) or None
 
 
 def name_parts(name: str) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,14 +28,16 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.audit import Actor, record
+from service.audit.denials import DenialGate
 from service.auth import Authenticated, authenticate, find_project, is_member
 from service.db import Database
 from service.db.models import Project
-from service.errors import Forbidden, NotFound, ServiceError, Unauthorized
+from service.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
 from service.settings import Settings
 
 __all__ = [
     "AppState",
+    "AsyncCaller",
     "Bearer",
     "Caller",
     "DbSession",
@@ -44,11 +46,13 @@ __all__ = [
     "State",
     "authenticate_request",
     "db_slot",
+    "denial_gate",
     "deny",
     "in_db_slot",
     "member_project",
     "record_denial",
     "require_role",
+    "write_closed_denials",
 ]
 
 _T = TypeVar("_T")
@@ -66,7 +70,16 @@ class AppState:
     enclave_public_key: X25519PublicKey
     audit_public_key: Ed25519PublicKey
     db_slots: anyio.CapacityLimiter
-    audit_signing_key: Ed25519PrivateKey | None = None
+    denials: DenialGate | None = None  # made from the settings on first use
+
+
+def denial_gate(state: AppState) -> DenialGate:
+    """The per-process limiter and aggregator of failed authentication."""
+    if state.denials is None:
+        state.denials = DenialGate(
+            state.settings.auth_failures_per_minute, state.settings.denial_window_seconds
+        )
+    return state.denials
 
 
 def get_state(request: Request) -> AppState:
@@ -130,9 +143,20 @@ def deny(
 
 
 def record_denial(state: AppState, error: ServiceError) -> None:
-    """Write the audit event of a refusal marked by :func:`deny`, in its own transaction."""
+    """Write the audit event of a refusal marked by :func:`deny`, in its own transaction.
+
+    An anonymous refusal (``aggregate`` set: failed authentication) is written in full
+    only if it is its client's first in the window; later ones are counted and written
+    as one ``access.denied_repeated`` event when the window closes.
+    """
     info = error.audit or {}
     actor = info.get("actor")
+    gate = denial_gate(state)
+    client = info.get("aggregate")
+    if isinstance(client, str) and not gate.first_in_window(client):
+        write_closed_denials(state)
+        return
+    write_closed_denials(state)
     with state.db.transaction() as session:
         record(
             session,
@@ -146,6 +170,27 @@ def record_denial(state: AppState, error: ServiceError) -> None:
         )
 
 
+def write_closed_denials(state: AppState) -> None:
+    """Write one event per closed window of counted denials (no-op when there are none)."""
+    closed = denial_gate(state).take_closed()
+    if not closed:
+        return
+    with state.db.transaction() as session:
+        for repeated in closed:
+            record(
+                session,
+                actor=ANONYMOUS,
+                action="access.denied_repeated",
+                outcome="denied",
+                subject=repeated.client[:200],
+                details={
+                    "count": repeated.count,
+                    "window_seconds": repeated.window_seconds,
+                    "reason": "failed authentication, counted after the window's first event",
+                },
+            )
+
+
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -154,13 +199,24 @@ def authenticate_request(
 ) -> Authenticated:
     """The caller behind the bearer token; 401 (audited) without a valid, live token."""
     token = credentials.credentials if credentials else None
+    client = request.client.host if request.client else "unknown"
+    gate = denial_gate(state)
     try:
         with state.db.snapshot() as session:  # reads only: no write lock for every request
-            return authenticate(session, token)
+            who = authenticate(session, token)
     except Unauthorized as exc:
-        raise deny(
-            state, exc, actor=ANONYMOUS, action=f"{request.method} {request.url.path}"
-        ) from None
+        if gate.over_limit(client):
+            error: ServiceError = TooManyRequests(
+                "too many failed authentications from this address; wait a minute"
+            )
+        else:
+            error = exc
+        denied = deny(state, error, actor=ANONYMOUS, action=f"{request.method} {request.url.path}")
+        denied.audit = {**(denied.audit or {}), "aggregate": client}
+        raise denied from None
+    if gate.has_closed():
+        write_closed_denials(state)
+    return who
 
 
 def get_caller(request: Request, state: State, credentials: Bearer, _slot: Slot) -> Authenticated:
@@ -169,6 +225,14 @@ def get_caller(request: Request, state: State, credentials: Bearer, _slot: Slot)
 
 
 Caller = Annotated[Authenticated, Depends(get_caller)]
+
+
+async def get_caller_async(request: Request, state: State, credentials: Bearer) -> Authenticated:
+    """The caller, for async routes: a slot only while checking the token, not after."""
+    return await in_db_slot(state, authenticate_request, state, credentials, request)
+
+
+AsyncCaller = Annotated[Authenticated, Depends(get_caller_async)]
 
 
 def require_role(state: AppState, caller: Authenticated, action: str, *roles: str) -> None:

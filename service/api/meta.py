@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from service.api.deps import Slot, State
 from service.crypto import public_key_hex
+from service.crypto.envelope import format_fingerprint, key_fingerprint
 
 router = APIRouter(tags=["meta"])
 
@@ -22,6 +23,9 @@ class EnclaveKey(BaseModel):
     algorithm: str
     public_key_hex: str
     public_key_pem: str
+    fingerprint: str = Field(
+        description="sha256 of the raw public key, hex in groups of four: what partners pin"
+    )
 
 
 @router.get("/healthz", response_model=Health)
@@ -43,4 +47,5 @@ def enclave_public_key(state: State) -> EnclaveKey:
         algorithm="X25519 + HKDF-SHA256 + AES-256-GCM (chunked)",
         public_key_hex=public_key_hex(key),
         public_key_pem=pem.decode(),
+        fingerprint=format_fingerprint(key_fingerprint(key)),
     )

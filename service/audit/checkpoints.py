@@ -1,7 +1,8 @@
 """Signed checkpoints: an Ed25519 signature over (sequence, head hash).
 
 A checkpoint pins the chain up to an event: anyone with the public key can check that
-the log was not rewritten before it, even by someone able to recompute every hash.
+the log was not rewritten before it, even by someone able to recompute every hash. Only
+the signer (:mod:`service.audit.signer`, in the worker) calls :func:`sign_checkpoint`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import AuditCheckpoint, AuditHead
 
-__all__ = [
-    "checkpoint_message",
-    "configure_signer",
-    "sign_checkpoint",
-    "signer",
-    "verify_checkpoint",
-]
-
-_signer: Ed25519PrivateKey | None = None
-_every = 100
-
-
-def configure_signer(key: Ed25519PrivateKey | None, every: int = 100) -> None:
-    """Let this process sign a checkpoint every ``every`` events (None: never)."""
-    global _signer, _every
-    _signer, _every = key, max(every, 1)
-
-
-def signer() -> tuple[Ed25519PrivateKey | None, int]:
-    return _signer, _every
+__all__ = ["checkpoint_message", "sign_checkpoint", "verify_checkpoint"]
 
 
 def checkpoint_message(seq: int, head_hash: str) -> bytes:

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, select
 from sqlalchemy.orm import Session
 
 from service import context
 from service.audit.chain import canonical, event_hash
-from service.audit.checkpoints import sign_checkpoint, signer
-from service.db.models import AuditCheckpoint, AuditEvent, AuditHead
+from service.db.models import AuditEvent, AuditHead
 
 __all__ = ["SYSTEM", "Actor", "record"]
 
@@ -111,9 +110,4 @@ def record(
     head.seq = row.seq
     head.hash = digest
     session.flush()
-    key, every = signer()
-    if key is not None:
-        last = session.execute(select(func.max(AuditCheckpoint.seq))).scalar() or 0
-        if row.seq - last >= every:
-            sign_checkpoint(session, key, manual=False)
     return row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from service.audit.chain import HASHED_FIELDS, ChainReport, verify_events
 from service.audit.checkpoints import verify_checkpoint
-from service.db.models import AuditCheckpoint, AuditEvent
+from service.audit.receipt import Receipt
+from service.crypto import public_key_hex
+from service.db.models import AuditCheckpoint, AuditEvent, AuditHead
 
 __all__ = [
     "AuditFilter",
@@ -31,7 +34,9 @@ __all__ = [
     "export_jsonl",
     "page",
     "parse_export",
+    "receipt_for",
     "verify",
+    "verify_stream",
 ]
 
 EXPORT_FORMAT = "pprl-audit-export/1"
@@ -79,7 +84,14 @@ def page(
 ) -> tuple[list[dict[str, Any]], int]:
     """Newest first, ``limit`` events with seq < ``before``; and the filtered total."""
     query = _filtered(select(AuditEvent), f)
-    total = session.execute(_filtered(select(func.count()).select_from(AuditEvent), f)).scalar_one()
+    if f == AuditFilter():
+        # unfiltered: the sequence is gap-free from 1, so the head is the count (a count(*)
+        # over a million events on every page load was the page's largest cost at scale)
+        total = session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one()
+    else:
+        total = session.execute(
+            _filtered(select(func.count()).select_from(AuditEvent), f)
+        ).scalar_one()
     if before is not None:
         # a sequence number is a 64-bit integer; a page link edited by hand may not be
         query = query.where(AuditEvent.seq < max(0, min(before, 2**63 - 1)))
@@ -87,9 +99,12 @@ def page(
     return [event_dict(e) for e in rows], int(total)
 
 
-def _events(session: Session) -> Iterator[dict[str, Any]]:
+def _events(session: Session, start: int = 1) -> Iterator[dict[str, Any]]:
     result = session.execute(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
+        select(AuditEvent)
+        .where(AuditEvent.seq >= start)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=2000)
     )
     for event in result.scalars():
         yield event_dict(event)
@@ -101,72 +116,163 @@ def _checkpoints(session: Session) -> list[dict[str, Any]]:
              "public_key": c.public_key, "at": c.at, "manual": c.manual} for c in rows]  # fmt: skip
 
 
+def _fail(report: ChainReport, reason: str, at: int | None = None) -> ChainReport:
+    return replace(report, ok=False, broken_at=at, reason=reason, unsigned_tail=0)
+
+
 def verify_stream(
     events: Iterable[dict[str, Any]],
     checkpoints: list[dict[str, Any]],
     public_key: Ed25519PublicKey,
+    *,
+    since: Receipt | None = None,
+    stated_key: str | None = None,
+    require_signed: bool = False,
 ) -> ChainReport:
-    """Verify a chain and its checkpoints; the first problem is named."""
-    hashes: dict[int, str] = {}
+    """Verify a chain and its checkpoints against a key the verifier trusts.
 
-    def remember(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for event in stream:
-            hashes[int(event["seq"])] = str(event["hash"])
+    ``events`` may start at event 1, or at the receipt's event when ``since`` is given (an
+    export from that head on). With ``since``, the log must extend the receipt: its event
+    still carries the receipt's hash, and no checkpoint the receipt saw has vanished.
+    ``require_signed``: fail unless a checkpoint signed by the trusted key vouches for the
+    chain (offline exports, which always end with one). The first problem is named.
+    """
+    key_hex = public_key_hex(public_key)
+    empty = ChainReport(False, 0, 0)
+    if stated_key is not None and stated_key != key_hex:
+        return _fail(empty, f"wrong public key: the log states {stated_key[:16]}…, "
+                     f"you trust {key_hex[:16]}…")  # fmt: skip
+    if since is not None and since.public_key != key_hex:
+        return _fail(empty, f"wrong public key: your receipt was verified with "
+                     f"{since.public_key[:16]}…, not {key_hex[:16]}…")  # fmt: skip
+    wanted = {int(cp["seq"]) for cp in checkpoints}
+    if since is not None:
+        wanted.add(since.seq)
+    hashes: dict[int, str] = {}
+    stream = iter(events)
+    first = next(stream, None)
+    partial = first is not None and since is not None and int(first["seq"]) > 1
+
+    def remember() -> Iterator[dict[str, Any]]:
+        if first is None:
+            return
+        for event in itertools.chain((first,), stream):
+            seq = int(event["seq"])
+            if seq in wanted:
+                hashes[seq] = str(event["hash"])
             yield event
 
-    report = verify_events(remember(events))
-    good = 0
+    anchor = (since.seq, since.hash) if partial and since is not None else None
+    report = verify_events(remember(), anchor=anchor)
+    if not report.ok:
+        return report
+    if since is not None and not partial:
+        if report.verified_up_to < since.seq:
+            return _fail(report, f"the log ends at event {report.verified_up_to}, before event "
+                         f"{since.seq} that you verified: events were deleted", since.seq)  # fmt: skip
+        if hashes.get(since.seq) != since.hash:
+            return _fail(report, f"event {since.seq}, the head you verified before, was "
+                         "rewritten: the log does not extend your receipt", since.seq)  # fmt: skip
+    good, last_signed = 0, 0
+    present: dict[int, str] = {}
     for cp in checkpoints:
         seq = int(cp["seq"])
-        if not verify_checkpoint(public_key, seq, str(cp["head_hash"]), str(cp["signature"])):
-            return ChainReport(False, report.events, report.verified_up_to, broken_at=seq,
-                               reason=f"checkpoint at event {seq} has an invalid signature (forged?)")  # fmt: skip
+        present[seq] = str(cp["head_hash"])
+        stated = cp.get("public_key")
+        if stated and stated != key_hex:
+            return _fail(report, f"checkpoint at event {seq} is signed by another key "
+                         f"({str(stated)[:16]}…): wrong public key or forged", seq)  # fmt: skip
+        seen_before = since is not None and since.checkpoints.get(seq) == cp["head_hash"]
+        if not seen_before and not verify_checkpoint(
+            public_key, seq, str(cp["head_hash"]), str(cp["signature"])
+        ):
+            return _fail(report, f"checkpoint at event {seq} has an invalid signature (forged, "
+                         "or not the public key you trust)", seq)  # fmt: skip
         if seq > report.verified_up_to:
-            continue  # beyond the break: the chain report already names the problem
-        if hashes.get(seq) != cp["head_hash"]:
-            return ChainReport(
-                False,
-                report.events,
-                report.verified_up_to,
-                broken_at=seq,
-                reason=f"the chain was rewritten: event {seq} no longer matches its signed checkpoint",
-            )
-        good += 1
-    return replace(report, checkpoints_verified=good)
+            return _fail(report, f"checkpoint at event {seq} is beyond the end of the log "
+                         f"(event {report.verified_up_to}): events were deleted", seq)  # fmt: skip
+        if seq >= report.verified_from:
+            if hashes.get(seq) != cp["head_hash"]:
+                return _fail(report, f"the chain was rewritten: event {seq} no longer matches "
+                             "its signed checkpoint", seq)  # fmt: skip
+            good += 1
+            last_signed = max(last_signed, seq)
+    if since is not None:
+        for seq, head_hash in sorted(since.checkpoints.items()):
+            if present.get(seq) is None:
+                return _fail(report, f"the checkpoint at event {seq}, which you verified "
+                             "before, has vanished", seq)  # fmt: skip
+            if present[seq] != head_hash:
+                return _fail(report, f"the checkpoint at event {seq} differs from the one you "
+                             "verified before (re-signed history)", seq)  # fmt: skip
+        last_signed = max(last_signed, min(since.seq, report.verified_up_to))
+    if require_signed and good == 0 and (since is None or report.verified_up_to > since.seq):
+        return _fail(report, "nothing signed by the key you trust vouches for this log: it "
+                     "cannot be proved (no valid checkpoint)")  # fmt: skip
+    tail = max(report.verified_up_to - last_signed, 0) if report.events else 0
+    return replace(report, checkpoints_verified=good, unsigned_tail=tail)
 
 
-def verify(session: Session, public_key: Ed25519PublicKey) -> ChainReport:
-    """Verify the whole log in the database."""
-    return verify_stream(_events(session), _checkpoints(session), public_key)
+def receipt_for(report: ChainReport, checkpoints: list[dict[str, Any]], key_hex: str,
+                since: Receipt | None = None) -> Receipt | None:  # fmt: skip
+    """The receipt a successful verification leaves: its head and every checkpoint seen."""
+    if not report.ok or report.head_hash is None:
+        return since
+    seen = dict(since.checkpoints) if since else {}
+    seen.update({int(cp["seq"]): str(cp["head_hash"]) for cp in checkpoints})
+    return Receipt(report.verified_up_to, report.head_hash, key_hex, seen)
 
 
-def export_jsonl(session: Session, public_key_hex: str) -> Iterator[str]:
-    """Header, every event, every checkpoint: one JSON object per line."""
-    yield (
-        json.dumps({"type": "header", "format": EXPORT_FORMAT, "public_key": public_key_hex}) + "\n"
-    )
-    for event in _events(session):
+def verify(session: Session, public_key: Ed25519PublicKey,
+           since: Receipt | None = None) -> ChainReport:  # fmt: skip
+    """Verify the log in the database (from the receipt's head on, when given)."""
+    start = since.seq if since is not None else 1
+    return verify_stream(_events(session, start), _checkpoints(session), public_key, since=since)
+
+
+def export_jsonl(session: Session, key_hex: str, from_seq: int = 1) -> Iterator[str]:
+    """Header, every event (from ``from_seq``), every checkpoint: one JSON object per line."""
+    header: dict[str, Any] = {"type": "header", "format": EXPORT_FORMAT, "public_key": key_hex}
+    if from_seq > 1:
+        header["from_seq"] = from_seq
+    yield json.dumps(header) + "\n"
+    for event in _events(session, from_seq):
         yield json.dumps({"type": "event", **event}, sort_keys=True) + "\n"
     for cp in _checkpoints(session):
         yield json.dumps({"type": "checkpoint", **cp}, sort_keys=True) + "\n"
 
 
 _CSV_COLUMNS = ["type", *HASHED_FIELDS, "hash", "head_hash", "signature", "public_key"]
+# a spreadsheet runs a cell starting with one of these as a formula (CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_csv(session: Session, public_key_hex: str) -> Iterator[str]:
-    """The same as CSV: ``details`` as canonical JSON text; checkpoints as rows."""
+def csv_cell(value: Any) -> Any:
+    """Neutralise a text cell a spreadsheet would run: a leading ``'`` (reversibly: a cell
+    that already starts with ``'`` gets one more, and :func:`parse_export` removes one)."""
+    if isinstance(value, str) and value.startswith((*_FORMULA_START, "'")):
+        return "'" + value
+    return value
+
+
+def _uncell(value: str) -> str:
+    return value[1:] if value.startswith("'") else value
+
+
+def export_csv(session: Session, key_hex: str, from_seq: int = 1) -> Iterator[str]:
+    """The same as CSV: ``details`` as canonical JSON text; checkpoints as rows; text
+    cells that a spreadsheet would run as formulas are neutralised."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, _CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerow({"type": "header", "public_key": public_key_hex, "details": EXPORT_FORMAT})
+    writer.writerow({"type": "header", "public_key": key_hex, "details": EXPORT_FORMAT,
+                     "seq": from_seq if from_seq > 1 else None})  # fmt: skip
     yield buf.getvalue()
-    for event in _events(session):
+    for event in _events(session, from_seq):
         buf.seek(0)
         buf.truncate()
-        writer.writerow(
-            {"type": "event", **event, "details": json.dumps(event["details"], sort_keys=True)}
-        )
+        row = {"type": "event", **event, "details": json.dumps(event["details"], sort_keys=True)}
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
         yield buf.getvalue()
     for cp in _checkpoints(session):
         buf.seek(0)
@@ -200,12 +306,13 @@ def parse_export(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
             stated = row.get("public_key") or None
         elif kind == "event":
             event: dict[str, Any] = {
-                k: (row[k] if row[k] != "" else None) for k in (*HASHED_FIELDS, "hash")
+                k: (_uncell(row[k]) if row[k] != "" else None) for k in (*HASHED_FIELDS, "hash")
             }
             event["seq"] = int(row["seq"])
-            event["details"] = json.loads(row["details"])
+            event["details"] = json.loads(_uncell(row["details"]))
             events.append(event)
         elif kind == "checkpoint":
             checkpoints.append({"seq": int(row["seq"]), "head_hash": row["head_hash"],
-                                "signature": row["signature"]})  # fmt: skip
+                                "signature": row["signature"],
+                                "public_key": row.get("public_key") or None})  # fmt: skip
     return events, checkpoints, stated

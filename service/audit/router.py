@@ -6,14 +6,24 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from service.api.deps import Caller, DbSession, ReadSession, State, require_role
-from service.audit import record
-from service.audit.checkpoints import sign_checkpoint
+from service.api.deps import (
+    AppState,
+    AsyncCaller,
+    Caller,
+    ReadSession,
+    State,
+    in_db_slot,
+    require_role,
+)
+from service.audit import Actor, record
+from service.audit.heads import VerifiedHeads
 from service.audit.review import AuditFilter, export_csv, export_jsonl, page, verify
+from service.audit.signer import request_checkpoint, signed_seq
 from service.crypto import public_key_hex
 from service.errors import error_responses
 
@@ -21,6 +31,7 @@ router = APIRouter(
     prefix="/v1/audit", tags=["audit"], responses=error_responses(400, 401, 403, 404, 409, 422)
 )
 DPO = ("dpo",)
+HEADS = VerifiedHeads()  # this process's last verified head: page loads verify only what is new
 
 
 class AuditEventOut(BaseModel):
@@ -54,6 +65,8 @@ class Verification(BaseModel):
     broken_at: int | None
     reason: str | None
     checkpoints_verified: int
+    unsigned_tail: int = Field(description="events after the last signed checkpoint (amber)")
+    warning: str | None
     summary: str
 
 
@@ -82,11 +95,46 @@ def list_events(
 
 
 @router.get("/verify", response_model=Verification)
-def verify_chain(state: State, session: ReadSession, caller: Caller) -> Verification:
-    """Recompute the hash chain and check every signed checkpoint (DPO)."""
+def verify_chain(
+    state: State,
+    session: ReadSession,
+    caller: Caller,
+    full: bool = Query(False, description="re-walk the whole log, not just what is new"),
+) -> Verification:
+    """Check the hash chain and the signed checkpoints (DPO).
+
+    Incremental: from the last head this server verified. This is a convenience view run
+    by the operator's server; the proof that does not trust the operator is ``pprl audit
+    verify``, which checks an export on the DPO's machine against the DPO's receipt.
+    """
     require_role(state, caller, "verify the audit log", *DPO)
-    report = verify(session, state.audit_public_key)
-    return Verification(**report.__dict__, summary=report.summary())
+    report = (
+        verify(session, state.audit_public_key)
+        if full
+        else HEADS.verify(session, state.audit_public_key, state.db.url)
+    )
+    return Verification(**report.as_dict())
+
+
+def _request_checkpoint(state: AppState, who: str, action: str, details: dict[str, Any]) -> int:
+    with state.db.transaction() as session:  # committed before waiting for the signer
+        record(session, actor=Actor(who, "dpo"), action=action, details=details)
+        return request_checkpoint(session, who)
+
+
+async def _await_signer(state: AppState, request_id: int) -> int | None:
+    """Wait (holding no thread and no database slot) for the signer to sign the head."""
+    deadline = anyio.current_time() + state.settings.checkpoint_wait_seconds
+    while True:
+        seq = await in_db_slot(state, _signed, state, request_id)
+        if seq is not None or anyio.current_time() >= deadline:
+            return seq
+        await anyio.sleep(0.1)
+
+
+def _signed(state: AppState, request_id: int) -> int | None:
+    with state.db.snapshot() as session:
+        return signed_seq(session, request_id)
 
 
 @router.get(
@@ -102,20 +150,37 @@ def verify_chain(state: State, session: ReadSession, caller: Caller) -> Verifica
         }
     },
 )
-def export(
-    state: State, caller: Caller, format: Literal["jsonl", "csv"] = "jsonl"
+async def export(
+    state: State,
+    caller: AsyncCaller,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    from_seq: int = Query(1, ge=1, le=2**63 - 1, description="events from this one on"),
 ) -> StreamingResponse:
-    """The whole log with hashes and checkpoints, verifiable offline (DPO; audited)."""
+    """The log with hashes and checkpoints, verifiable offline (DPO; audited).
+
+    Ends with a checkpoint the signer signed for this export (waited for up to
+    ``PPRL_CHECKPOINT_WAIT_SECONDS``; without a signer the tail is unsigned and
+    ``pprl audit verify`` says so).
+    """
     require_role(state, caller, "export the audit log", *DPO)
-    with state.db.transaction() as session:  # committed before the body streams
-        record(session, actor=caller.actor, action="audit.exported", details={"format": format})
+    details: dict[str, Any] = {"format": format}
+    if from_seq > 1:
+        details["from_seq"] = from_seq
+    request_id = await in_db_slot(
+        state, _request_checkpoint, state, caller.name, "audit.exported", details
+    )
+    await _await_signer(state, request_id)
     key = public_key_hex(state.audit_public_key)
 
     def body() -> Iterator[str]:
         # the request's session is closed once the response starts: read in our own
         # snapshot, which a slow download can hold without blocking any writer
         with state.db.snapshot() as reader:
-            yield from (export_jsonl(reader, key) if format == "jsonl" else export_csv(reader, key))
+            yield from (
+                export_jsonl(reader, key, from_seq)
+                if format == "jsonl"
+                else export_csv(reader, key, from_seq)
+            )
 
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     return StreamingResponse(
@@ -125,17 +190,32 @@ def export(
     )
 
 
-@router.post("/checkpoints")
-def checkpoint(state: State, session: DbSession, caller: Caller) -> dict[str, Any]:
-    """Sign a checkpoint of the current head now (DPO)."""
-    require_role(state, caller, "sign audit checkpoints", *DPO)
-    record(session, actor=caller.actor, action="audit.checkpoint_requested")
-    if state.audit_signing_key is None:
-        from service.errors import Conflict
+@router.post("/checkpoints", responses={202: {"description": "requested; not signed yet"}})
+async def checkpoint(state: State, caller: AsyncCaller) -> Any:
+    """Ask the signer to sign the current head now, and wait for it (DPO; audited).
 
-        raise Conflict("this process has no audit signing key")
-    row = sign_checkpoint(session, state.audit_signing_key, manual=True)
-    return {"seq": row.seq, "head_hash": row.head_hash, "signature": row.signature}
+    200 with the checkpoint once signed; 202 if the signer did not answer in time (the
+    request stays queued and is signed when the signer is back).
+    """
+    require_role(state, caller, "sign audit checkpoints", *DPO)
+    request_id = await in_db_slot(
+        state, _request_checkpoint, state, caller.name, "audit.checkpoint_requested", {}
+    )
+    seq = await _await_signer(state, request_id)
+    if seq is None:
+        return JSONResponse({"status": "pending", "request": request_id}, status_code=202)
+    return await in_db_slot(state, _checkpoint_row, state, seq)
+
+
+def _checkpoint_row(state: AppState, seq: int) -> dict[str, Any]:
+    from service.db.models import AuditCheckpoint
+
+    with state.db.snapshot() as session:
+        row = session.get(AuditCheckpoint, seq)
+        if row is None:  # an empty log: nothing to sign
+            return {"status": "signed", "seq": 0, "head_hash": None, "signature": None}
+        return {"status": "signed", "seq": row.seq, "head_hash": row.head_hash,
+                "signature": row.signature}  # fmt: skip
 
 
 @router.get("/public-key")

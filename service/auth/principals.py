@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.audit import Actor, record
 from service.auth.tokens import digest, new_token, same_digest
-from service.db.models import Principal, Project, ProjectMember
+from service.db.models import Partner, PartnerProject, Principal, Project, ProjectMember
 from service.errors import BadRequest, Conflict, NotFound, Unauthorized
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "create_principal",
     "is_member",
     "revoke_principal",
+    "rotate_token",
 ]
 
 ROLES = ("admin", "partner", "analyst", "dpo")
@@ -33,6 +34,7 @@ class Authenticated:
     id: str
     name: str
     role: str
+    partner: str | None = None  # a partner token's organisation, as results name it
 
     @property
     def actor(self) -> Actor:
@@ -52,7 +54,10 @@ def authenticate(session: Session, token: str | None) -> Authenticated:
         raise Unauthorized("this token has been revoked")
     if row.expires_at is not None and _aware(row.expires_at) <= now:
         raise Unauthorized("this token has expired")
-    return Authenticated(row.id, row.name, row.role)
+    partner = None
+    if row.partner_id is not None:
+        partner = session.execute(select(Partner.name).where(Partner.id == row.partner_id)).scalar()
+    return Authenticated(row.id, row.name, row.role, partner)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -68,15 +73,40 @@ def create_principal(
     by: Actor,
     projects: list[str] | None = None,
     expires_days: float | None = None,
+    partner: str | None = None,
 ) -> tuple[Principal, str]:
-    """Create a principal and its token; returns the row and the token (shown once)."""
+    """Create a principal and its token; returns the row and the token (shown once).
+
+    A partner token belongs to an organisation: ``partner`` names one registered with
+    :func:`service.auth.partners.create_partner`; without it, the organisation of the
+    same name as the token (registered now if new). The token joins the organisation's
+    projects, and ``projects`` become the organisation's too.
+    """
+    from service.auth.partners import create_partner, find_partner, partner_projects
+
     if role not in ROLES:
         raise BadRequest(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if partner is not None and role != "partner":
+        raise BadRequest("--partner applies only to tokens with role partner")
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("name must be 1-200 characters")
     if session.execute(select(Principal.id).where(Principal.name == name)).first():
         raise Conflict(f"a principal named {name!r} already exists")
+    org: Partner | None = None
+    if role == "partner":
+        if partner is not None:
+            org = find_partner(session, partner)
+        else:
+            org = session.execute(select(Partner).where(Partner.name == name)).scalar()
+            if org is None:
+                org = create_partner(session, name=name, by=by)
+        joined = {p.id for p in partner_projects(session, org.id)}
+        for ref in projects or []:
+            project = find_project(session, ref)
+            if project.id not in joined:
+                session.add(PartnerProject(partner_id=org.id, project_id=project.id))
+        projects = sorted({*(projects or []), *(p.id for p in partner_projects(session, org.id))})
     token = new_token()
     now = datetime.now(UTC)
     principal = Principal(
@@ -87,12 +117,16 @@ def create_principal(
         created_at=now,
         expires_at=now + timedelta(days=expires_days) if expires_days else None,
         revoked_at=None,
+        partner_id=org.id if org is not None else None,
     )
     session.add(principal)
     session.flush()
+    added: set[str] = set()
     for ref in projects or []:
         project = find_project(session, ref)
-        session.add(ProjectMember(project_id=project.id, principal_id=principal.id))
+        if project.id not in added:
+            added.add(project.id)
+            session.add(ProjectMember(project_id=project.id, principal_id=principal.id))
     record(
         session,
         actor=by,
@@ -101,6 +135,7 @@ def create_principal(
         details={
             "principal_id": principal.id,
             "role": role,
+            "partner": org.name if org is not None else None,
             "projects": list(projects or []),
             "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
         },
@@ -120,6 +155,35 @@ def revoke_principal(session: Session, *, name_or_id: str, by: Actor) -> Princip
         record(session, actor=by, action="token.revoked", subject=row.name,
                details={"principal_id": row.id, "role": row.role})  # fmt: skip
     return row
+
+
+def rotate_token(
+    session: Session, *, name_or_id: str, by: Actor, expires_days: float | None = None
+) -> tuple[Principal, str]:
+    """Issue a fresh token to a principal; the old one stops working at once.
+
+    The principal keeps its id, role, organisation, memberships, submissions and
+    history: only the token changes (audited as ``token.rotated``). A revoked principal
+    is not revived: issue a new token to its partner instead.
+    """
+    row = session.execute(
+        select(Principal).where((Principal.id == name_or_id) | (Principal.name == name_or_id))
+    ).scalar()
+    if row is None:
+        raise NotFound(f"no principal {name_or_id!r}")
+    if row.revoked_at is not None:
+        raise Conflict(
+            f"{row.name!r} is revoked; issue a new token with `pprl admin token create` "
+            "(for a partner: --partner ORGANISATION keeps it the same partner)"
+        )
+    token = new_token()
+    row.token_digest = digest(token)
+    if expires_days is not None:
+        row.expires_at = datetime.now(UTC) + timedelta(days=expires_days)
+    record(session, actor=by, action="token.rotated", subject=row.name,
+           details={"principal_id": row.id, "role": row.role,
+                    "expires_at": row.expires_at.isoformat() if row.expires_at else None})  # fmt: skip
+    return row, token
 
 
 def find_project(session: Session, ref: str) -> Project:

@@ -25,6 +25,9 @@ from rich.progress import (
 )
 
 from linkage.errors import LinkageError
+from service.cli._help import plain_help
+
+plain_help()
 
 app = typer.Typer(
     name="pprl",
@@ -38,6 +41,28 @@ token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_h
 project_app = typer.Typer(help="Create and inspect linkage projects.", no_args_is_help=True)
 audit_app = typer.Typer(help="Review, export and verify the audit log.", no_args_is_help=True)
 admin_app.add_typer(token_app, name="token")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pprl {version('pprl-linkage')}")  # the distribution's name (issue 14)
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("pprl (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Privacy-preserving record linkage for local public services."""
+
+
 app.add_typer(admin_app, name="admin")
 app.add_typer(project_app, name="project")
 app.add_typer(audit_app, name="audit")

@@ -11,16 +11,20 @@ from rich.table import Table
 from sqlalchemy import select
 
 from service.audit import Actor
-from service.auth import create_principal, revoke_principal
+from service.auth import create_partner, create_principal, revoke_principal, rotate_token
 from service.bootstrap import initialise
-from service.cli._app import JsonOption, admin_app, emit, fail, out, token_app
+from service.cli._app import JsonOption, admin_app, emit, err, fail, out, token_app
 from service.crypto import KeyFileError
 from service.db import Database
-from service.db.models import Principal
+from service.db.models import Partner, Principal
 from service.errors import ServiceError
 from service.settings import Settings
 
 OPERATOR = Actor("operator", "admin")
+partner_app = typer.Typer(
+    help="Partner organisations: a partner exists apart from its tokens.", no_args_is_help=True
+)
+admin_app.add_typer(partner_app, name="partner")
 
 
 @contextmanager
@@ -41,9 +45,27 @@ def init(
         "--if-needed",
         help="Already initialised: just migrate and exit 0 (for container start-up).",
     ),
+    app_role: str | None = typer.Option(
+        None,
+        "--app-role",
+        help="PostgreSQL: after migrating (as the owner), grant this login role row rights "
+        "only (no DDL; SELECT/INSERT on the audit tables). The service then connects as it.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Migrate the database, make the enclave and audit keys, print the first admin token once."""
+    if app_role is not None:
+        from service.db import migrate
+        from service.db.roles import grant_app_role
+
+        with service_errors():
+            settings = Settings()
+            migrate(settings.url)
+            password = settings.app_role_password
+            grant_app_role(
+                settings.url, app_role, password=password.get_secret_value() if password else None
+            )
+        err.print(f"granted row rights to role {app_role} (owns no tables, no DDL)")
     if if_needed:
         from service.db import migrate
 
@@ -86,6 +108,12 @@ def token_create(
     name: str = typer.Option(..., "--name", help="Who holds it, e.g. 'housing' or 'j.smith'."),
     project: list[str] = typer.Option([], "--project", help="Project to join (repeatable)."),
     expires_days: float | None = typer.Option(None, "--expires-days", help="Expire after N days."),
+    partner: str | None = typer.Option(
+        None,
+        "--partner",
+        help="role partner: the organisation the token is issued to (from `pprl admin partner "
+        "add`); default: the organisation named like the token.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a principal with a role and print its bearer token (shown once)."""
@@ -93,9 +121,11 @@ def token_create(
         db = Database(Settings().url)
         with db.transaction() as session:
             row, token = create_principal(session, name=name, role=role, by=OPERATOR,
-                                          projects=project, expires_days=expires_days)  # fmt: skip
+                                          projects=project, expires_days=expires_days,
+                                          partner=partner)  # fmt: skip
+            org = session.get(Partner, row.partner_id) if row.partner_id else None
             result = {"id": row.id, "name": row.name, "role": row.role, "token": token,
-                      "projects": project}  # fmt: skip
+                      "projects": project, "partner": org.name if org else None}  # fmt: skip
         db.dispose()
     emit(result, as_json, lambda: out.print(f"{role} token for {name} (shown once):\n{token}"))
 
@@ -141,6 +171,72 @@ def token_revoke(
             result = {"name": row.name, "revoked_at": row.revoked_at}
         db.dispose()
     emit(result, as_json)
+
+
+@token_app.command("rotate")
+def token_rotate(
+    name: str = typer.Argument(..., help="Name or id of the token's principal."),
+    expires_days: float | None = typer.Option(None, "--expires-days", help="Expire after N days."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Issue a fresh token to a principal (printed once); the old token stops working now.
+
+    The principal keeps its partner organisation, projects, submissions and history.
+    """
+    with service_errors():
+        db = Database(Settings().url)
+        with db.transaction() as session:
+            row, token = rotate_token(session, name_or_id=name, by=OPERATOR,
+                                      expires_days=expires_days)  # fmt: skip
+            result = {"id": row.id, "name": row.name, "role": row.role, "token": token}
+        db.dispose()
+    emit(result, as_json, lambda: out.print(f"new token for {row.name} (shown once):\n{token}"))
+
+
+@partner_app.command("add")
+def partner_add(
+    name: str = typer.Argument(..., help="The organisation, e.g. 'housing'."),
+    project: list[str] = typer.Option([], "--project", help="Project it takes part in (repeatable)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Register a partner organisation; then issue it tokens with
+    `pprl admin token create --role partner --partner NAME --name TOKEN-NAME`."""
+    with service_errors():
+        db = Database(Settings().url)
+        with db.transaction() as session:
+            org = create_partner(session, name=name, by=OPERATOR, projects=project)
+            result = {"id": org.id, "name": org.name, "projects": project}
+        db.dispose()
+    emit(result, as_json, lambda: out.print(f"partner {name} registered"))
+
+
+@partner_app.command("list")
+def partner_list(as_json: bool = JsonOption) -> None:
+    """List partner organisations and how many live tokens each holds."""
+    from datetime import UTC, datetime
+
+    with service_errors():
+        db = Database(Settings().url)
+        with db.transaction() as session:
+            now = datetime.now(UTC)
+            rows = []
+            for org in session.execute(select(Partner).order_by(Partner.name)).scalars():
+                tokens = session.execute(
+                    select(Principal).where(Principal.partner_id == org.id)
+                ).scalars()
+                live = sum(1 for t in tokens if t.revoked_at is None
+                           and (t.expires_at is None or t.expires_at > now))  # fmt: skip
+                rows.append({"id": org.id, "name": org.name, "live_tokens": live,
+                             "created_at": org.created_at})  # fmt: skip
+        db.dispose()
+
+    def render() -> None:
+        table = Table("partner", "live tokens", "created")
+        for r in rows:
+            table.add_row(str(r["name"]), str(r["live_tokens"]), str(r["created_at"])[:19])
+        out.print(table)
+
+    emit({"partners": rows}, as_json, render)
 
 
 @admin_app.command("purge")

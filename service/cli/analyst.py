@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +14,20 @@ import typer
 from rich.table import Table
 
 from service.cli._app import JsonOption, api_client, app, emit, err, fail, out, progress
-from service.results_view import csv_text, overlap_rows, plot_results, show
+from service.results import (
+    ChartError,
+    available_charts,
+    csv_text,
+    footnotes,
+    plot_results,
+    policy_in_words,
+    result_tables,
+    show,
+    xlsx_bytes,
+)
+
+runs_app = typer.Typer(help="List a project's linkage runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 
 @app.command()
@@ -45,7 +62,7 @@ def wait_for_run(client: Any, project: str, run_id: str, timeout: float = 3600) 
                 completed=round(state["progress"] * 100),
                 description=state["stage"] or state["status"],
             )
-            if state["status"] in ("done", "failed"):
+            if state["status"] in ("done", "failed", "awaiting_approval", "refused"):
                 return state
             if time.monotonic() > deadline:
                 fail(f"run {run_id} still {state['status']} after {timeout:.0f} s")
@@ -64,53 +81,168 @@ def latest_done_run(client: Any, project: str) -> str:
 
 def render_results(released: dict[str, Any]) -> None:
     """The overlap tables and cohort breakdowns, as an analyst reads them."""
-    policy = released["policy"]
-    out.print(f"[bold]Released results[/] of run {released['run_id']} "
-              f"(disclosure: {policy['style']}, suppress < {policy['suppress_below']}, "
-              f"round to {policy['round_to']}; * = suppressed)")  # fmt: skip
-    for cohort, title in (
-        ("persons", "Everyone"),
-        ("frequent", f"Frequent users (>= {released['frequent_threshold']} contacts)"),
-    ):
-        table = Table("", "people", title=title, title_justify="left")
-        for label, value in overlap_rows(released, cohort):
-            table.add_row(label, show(value))
+    out.print(
+        f"[bold]Released results[/] of run {released['run_id']} ({released.get('released_at', '')})"
+    )
+    for line in policy_in_words(released["policy"]):
+        out.print(f"  {line}")
+    for table in result_tables(released):
+        grid = Table(*table.header, title=table.title, title_justify="left")
+        for label, cells in table.rows:
+            grid.add_row(label, *(c.text for c in cells))
+        out.print(grid)
+    for note in footnotes(released):
+        out.print(note)
+
+
+def render_comparison(
+    before: dict[str, Any], after: dict[str, Any], fmt: str, output: Path | None
+) -> None:
+    """The change between two releases, as a table, tidy CSV or one JSON object."""
+    from service.results.compare import compare, noise_band
+
+    band = noise_band(after.get("policy", {}))
+    changes = compare(before, after)
+    rows = [{"figure_group": c.group, "breakdown": c.label, "before": c.before, "after": c.after,
+             "change": c.change, "within_noise": c.within_noise(band), "figure": c.figure}
+            for c in changes]  # fmt: skip
+    if fmt == "json":
+        emit(
+            {
+                "before": before["run_id"],
+                "after": after["run_id"],
+                "noise_band": band,
+                "changes": rows,
+            },
+            True,
+        )
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=list(rows[0]) if rows else ["figure"], lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        if output is not None:
+            output.write_text(buf.getvalue())
+        else:
+            out.print(buf.getvalue(), end="")
+        return
+    out.print(f"[bold]Change[/] from run {before['run_id'][:8]} ({before.get('released_at', '')}) "
+              f"to run {after['run_id'][:8]} ({after.get('released_at', '')})")  # fmt: skip
+    table = Table("figure", "", "before", "after", "change", title_justify="left")
+    for c in changes:
+        flag = " ~" if c.within_noise(band) else ""
+        table.add_row(c.group, c.label, show(c.before), show(c.after),
+                      (show(c.change) if c.change is not None else "*") + flag)  # fmt: skip
+    out.print(table)
+    out.print(f"* = suppressed in either run. ~ = a change of at most {band}, which the disclosure "
+              "control alone (noise and rounding) could make.")  # fmt: skip
+
+
+@runs_app.command("list")
+def runs_list(
+    project: str = typer.Option(..., "--project", help="Project name or id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The project's runs, oldest first: id, status, who asked, when (analyst token)."""
+    with api_client() as client:
+        runs = client.request("GET", f"/v1/projects/{project}/runs")
+
+    def render() -> None:
+        table = Table("run", "status", "requested by", "created", "finished", "message",
+                      title=f"Runs of {project}", title_justify="left")  # fmt: skip
+        for r in runs:
+            table.add_row(r["id"], r["status"], r["requested_by"], str(r["created_at"])[:19],
+                          str(r["finished_at"] or "")[:19], r["message"] or "")  # fmt: skip
         out.print(table)
-    f = released["figures"]
-    for attr in released["attributes"]:
-        table = Table(attr, "everyone", "mean contacts", "known to >= 2", "frequent users",
-                      title=f"by {attr}", title_justify="left")  # fmt: skip
-        values = sorted({n.split(".")[3] for n in f if n.startswith(f"persons.by.{attr}.")},
-                        key=lambda v: (v == "unknown", v))  # fmt: skip
-        for v in values:
-            base = f"by.{attr}.{v}"
-            table.add_row(v, show(f.get(f"persons.{base}.count")), show(f.get(f"persons.{base}.mean_contacts")),
-                          show(f.get(f"multi.{base}.count")), show(f.get(f"frequent.{base}.count")))  # fmt: skip
-        out.print(table)
+
+    emit({"runs": runs}, as_json, render)
+
+
+def _check_outputs(fmt: str, output: Path | None, plot: Path | None) -> None:
+    """Refuse bad --format/--output/--plot before asking the server for anything."""
+    if fmt not in ("table", "json", "csv", "xlsx"):
+        fail(f"--format {fmt!r}: choose table, json, csv or xlsx")
+    if fmt == "xlsx" and output is None and sys.stdout.isatty():
+        fail("--format xlsx writes a binary workbook: give --output FILE.xlsx (or redirect stdout)")
+    for flag, path in (("--output", output), ("--plot", plot)):
+        if path is not None and not path.parent.is_dir():
+            fail(f"{flag} {path}: the folder {path.parent} does not exist")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail(f"--plot {plot}: unknown chart file extension {plot.suffix or '(none)'!r}; "
+             "use .png, .svg or .pdf")  # fmt: skip
 
 
 @app.command()
 def results(
+    action: str | None = typer.Argument(
+        None, help="approve or refuse: decide a held release (DPO or output checker token)."
+    ),
+    reason: str = typer.Option("", "--reason", help="With approve/refuse: why (audited)."),
     project: str = typer.Option(..., "--project", help="Project name or id."),
     run_id: str | None = typer.Option(None, "--run", help="Run id (default: the latest finished)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: str = typer.Option("table", "--format", help="table, json, csv (tidy) or xlsx."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the csv, json or xlsx here instead of stdout."
+    ),
     plot: Path | None = typer.Option(
-        None, "--plot", help="Write the UpSet chart and heatmap PNG here."
+        None, "--plot", help="Write a chart here: .png, .svg or .pdf (see --chart)."
+    ),
+    chart_name: str = typer.Option(
+        "upset-persons",
+        "--chart",
+        help="Which chart --plot draws, e.g. heatmap-persons, by-area-persons.",
+    ),
+    compare_to: str | None = typer.Option(
+        None, "--compare", help="Another run id: show the change in every figure both released."
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Show a run's released figures (analyst token); optionally draw the charts."""
-    if fmt not in ("table", "json", "csv"):
-        fail(f"--format {fmt!r}: choose table, json or csv")
+    """Show a run's released figures (analyst token); optionally draw a chart.
+
+    `pprl results approve|refuse --project P --run R` decides a release held for output
+    checking (DPO or the project's output checker)."""
+    if action is not None:
+        from service.cli.approval import decide
+
+        return decide(project, run_id, action, reason, as_json)
+    _check_outputs(fmt, output, plot)
+    if compare_to is not None and fmt == "xlsx":
+        fail("--compare prints a table, csv or json; it has no xlsx form")
     with api_client() as client:
         rid = run_id or latest_done_run(client, project)
         released = client.request("GET", f"/v1/projects/{project}/runs/{rid}/results")
+        earlier = None
+        if compare_to is not None:
+            earlier = client.request("GET", f"/v1/projects/{project}/runs/{compare_to}/results")
+    if earlier is not None:
+        render_comparison(earlier, released, "json" if as_json else fmt, output)
+        return
     if plot is not None:
-        plot_results(released, plot)
+        if chart_name not in dict(available_charts(released)):
+            names = ", ".join(n for n, _ in available_charts(released))
+            fail(f"--chart {chart_name!r}: this release has {names}")
+        try:
+            plot_results(released, plot, chart_name)
+        except ChartError as exc:
+            fail(str(exc))
         err.print(f"wrote {plot}")
     if as_json or fmt == "json":
-        emit(released, True)
-    elif fmt == "csv":
-        out.print(csv_text(released), end="")
+        if output is not None:
+            output.write_text(json.dumps(released, sort_keys=True, indent=1) + "\n")
+        else:
+            emit(released, True)
+    elif fmt in ("csv", "xlsx"):
+        data = (
+            csv_text(released).encode() if fmt == "csv" else xlsx_bytes(released, project=project)
+        )
+        if output is not None:
+            output.write_bytes(data)
+            err.print(f"wrote {output}")
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
     else:
         render_results(released)

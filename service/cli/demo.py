@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from service.cli._app import app, err, fail, out
-from service.results_view import overlap_rows, show
+from service.results import overlap_rows, show
 
 
 @app.command()

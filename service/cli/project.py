@@ -27,6 +27,11 @@ def _render_project(p: dict[str, Any]) -> None:
     out.print(f"agreement: {p['agreement'] or '-'}\nspec: {p['spec_fingerprint']}")
     out.print(f"key check value: {p['key_check_value'] or '(set by the first submission)'}")
     out.print(f"retention: {p['retention_days']} days;  disclosure: {p['disclosure']}")
+    out.print(f"disclosure policy fingerprint: {p.get('policy_fingerprint', '-')}")
+    if p.get("enclave_key_fingerprint"):
+        from service.crypto.envelope import format_fingerprint
+
+        out.print(f"enclave key fingerprint: {format_fingerprint(p['enclave_key_fingerprint'])}")
     out.print("members: " + (", ".join(f"{m['name']} ({m['role']})" for m in p["members"]) or "-"))
 
 
@@ -44,6 +49,12 @@ def create(
     disclosure: Path | None = typer.Option(
         None, "--disclosure", help="Policy JSON overriding the spec's."
     ),
+    run_rules: Path | None = typer.Option(
+        None,
+        "--run-rules",
+        help="Run rules JSON: parameter menu, minimum extract rows, rate limits, output "
+        "checking (fixed for the project's life).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a linkage project (admin token)."""
@@ -59,6 +70,11 @@ def create(
             body["disclosure"] = json.loads(disclosure.read_text())
         except (OSError, ValueError) as exc:
             fail(f"{disclosure}: not a readable JSON file ({exc})")
+    if run_rules is not None:
+        try:
+            body["run_rules"] = json.loads(run_rules.read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"{run_rules}: not a readable JSON file ({exc})")
     with api_client() as client:
         project = client.request("POST", "/v1/projects", json=body)
     emit(project, as_json, lambda: _render_project(project))
@@ -86,4 +102,25 @@ def show(
     """One project's description."""
     with api_client() as client:
         data = client.request("GET", f"/v1/projects/{project}")
+    emit(data, as_json, lambda: _render_project(data))
+
+
+@project_app.command("set-policy")
+def set_policy(
+    project: str = typer.Argument(..., help="Name or id."),
+    disclosure: Path = typer.Option(..., "--disclosure", help="The new policy (JSON)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change a project's disclosure policy (admin token; audited).
+
+    Its fingerprint changes: every partner must review the new policy and resubmit
+    (`pprl submit --accept-policy FINGERPRINT`) before the enclave releases under it.
+    """
+    try:
+        policy = json.loads(disclosure.read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"{disclosure}: not a readable JSON file ({exc})")
+    with api_client() as client:
+        data = client.request("PUT", f"/v1/projects/{project}/disclosure",
+                              json={"disclosure": policy})  # fmt: skip
     emit(data, as_json, lambda: _render_project(data))

@@ -1,17 +1,67 @@
-"""`pprl serve`: the API over HTTPS (and an embedded enclave worker)."""
+"""`pprl serve`: the API over HTTPS (and a supervised embedded enclave worker), with a
+connection cap and a header-read timeout; `pprl worker`: the enclave worker alone, with
+its own health check (`pprl worker --check`)."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import os
-import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from service.cli._app import app, fail
+from service.cli._app import app, err, fail, out
+
+
+def timed_h11_protocol(header_timeout: float) -> type[Any]:
+    """uvicorn's h11 protocol, closing connections that do not finish their request line
+    and headers within ``header_timeout`` seconds of starting them (uvicorn arms no timer
+    before the first complete request: idle or trickling connections stayed open)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(header_timeout, self._header_expired)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:
+                self._arm_header_timer()  # not extended by each trickled byte
+            else:
+                self._disarm_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm_header_timer()  # idle between requests: the keep-alive timer's job
+
+        def _header_expired(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                # abort, not close: a TLS close waits for the peer, which is the problem
+                self.transport.abort()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_timer()
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
 
 
 def is_loopback(host: str) -> bool:
@@ -56,12 +106,20 @@ def serve(
     except ValueError as exc:
         fail(f"settings: {exc}")
     configure_logging(settings.log_level)
-    child = None
+    supervisor = None
     if settings.worker_embedded:
-        # the embedded worker is its own process: only it loads the enclave private key
-        child = subprocess.Popen(
+        from service.worker.supervise import Supervisor
+
+        # the embedded worker is its own process (only it loads the enclave private key
+        # and the audit signing key); restarted if it dies, and it dies with this server
+        supervisor = Supervisor(
             [sys.executable, "-m", "service.cli", "worker", "--parent-pid", str(os.getpid())]
         )
+        supervisor.start()
+    scheme = "https" if tls_cert else "http"
+    shown = f"[{host}]" if ":" in host else host
+    pages = "pages: /analyst /dpo /partner, API reference: /docs"
+    err.print(f"pprl serving on {scheme}://{shown}:{port}  ({pages})", markup=False, soft_wrap=True)
     try:
         uvicorn.run(
             application,
@@ -73,11 +131,14 @@ def serve(
             log_level="warning",
             server_header=False,
             timeout_graceful_shutdown=5,
+            http=timed_h11_protocol(settings.header_timeout_seconds),
+            limit_concurrency=settings.max_connections,  # beyond it: 503, not exhaustion
+            timeout_keep_alive=max(int(settings.header_timeout_seconds), 1),
+            h11_max_incomplete_event_size=64 * 1024,  # request line + headers
         )
     finally:
-        if child is not None:
-            child.terminate()
-            child.wait(timeout=30)
+        if supervisor is not None:
+            supervisor.stop()
 
 
 @app.command()
@@ -86,11 +147,27 @@ def worker(
     parent_pid: int | None = typer.Option(
         None, "--parent-pid", help="Exit when this process is gone (set by `pprl serve`)."
     ),
+    check: bool = typer.Option(
+        False, "--check", help="Health check: exit 0 if a worker beat within the last minute."
+    ),
 ) -> None:
     """Run the enclave worker alone (production: the only process with the private key)."""
     from service.crypto import KeyFileError
     from service.logs import configure_logging
     from service.settings import Settings
+    from service.worker import supervise
+
+    if check:
+        try:
+            problem = supervise.check_heartbeat(supervise.heartbeat_path(Settings().data_dir))
+        except ValueError as exc:
+            fail(f"settings: {exc}")
+        if problem:
+            fail(problem)
+        out.print("worker alive")
+        return
+    if parent_pid is not None:
+        supervise.die_with_parent(parent_pid)  # killed with its server, even mid-run
     from service.worker.loop import Worker
 
     try:
@@ -104,5 +181,15 @@ def worker(
     if once:
         enclave.run_once()
         return
+
+    def reachable() -> bool:
+        from sqlalchemy import text
+
+        with enclave.db.snapshot() as session:
+            session.execute(text("SELECT 1"))
+        return True
+
+    stop = threading.Event()
+    supervise.beat_forever(supervise.heartbeat_path(settings.data_dir), reachable, stop)
     with contextlib.suppress(KeyboardInterrupt):
-        enclave.run_forever(parent_pid=parent_pid)
+        enclave.run_forever(stop=stop, parent_pid=parent_pid)

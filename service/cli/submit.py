@@ -1,42 +1,239 @@
-"""`pprl submit`: a partner uploads its hashed extract over HTTPS."""
+"""`pprl submit`: a partner seals its hashed extract to the pinned enclave key and uploads it.
+
+Before a byte leaves the machine: the project's enclave key is fetched and its
+fingerprint compared with the one the partner was given (``--enclave-fingerprint``) or
+confirmed before (the saved pin, see ``service.cli.pinning``); the project's disclosure
+policy fingerprint is compared with the one the partner agreed to; ``row_ref`` is left
+out; the extract is sealed (``service.cli.sealed_extract``). The API sees only the
+envelope and sealed bytes; the enclave's verdict follows (``--wait``).
+"""
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from linkage.encode import read_manifest
-from service.cli._app import JsonOption, api_client, app, emit, errors_as_messages, out, progress
+from service.cli._app import (
+    JsonOption,
+    api_client,
+    app,
+    emit,
+    errors_as_messages,
+    fail,
+    out,
+    progress,
+)
+from service.cli.pinning import Pin, config_root, load_pin, save_pin
+from service.cli.sealed_extract import seal_extract
+from service.crypto.envelope import (
+    ENVELOPE_HEADER,
+    EnvelopeError,
+    format_fingerprint,
+    key_fingerprint,
+    normalise_fingerprint,
+)
+
+__all__ = ["SubmitRefused", "submit_extract", "wait_for_verdict"]
+
+
+class SubmitRefused(Exception):
+    """The client refuses to send (wrong key, changed policy, unconfirmed first use)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The receipt, and what the partner's machine checked before sending."""
+
+    receipt: dict[str, Any]
+    enclave_fingerprint: str
+    policy_fingerprint: str
+    pin_path: Path | None
+
+
+def _check_key(
+    fingerprint: str, project: dict[str, Any], given: str | None, pin: Pin | None, trust: bool
+) -> None:
+    shown = format_fingerprint(fingerprint)
+    recorded = project.get("enclave_key_fingerprint")
+    if recorded and recorded != fingerprint:
+        raise SubmitRefused(
+            f"the service's enclave key ({shown}) is not the key recorded for project "
+            f"{project['name']!r}: nothing was sent; tell your project lead"
+        )
+    if given is not None:
+        if normalise_fingerprint(given) != fingerprint:
+            raise SubmitRefused(
+                f"the enclave key's fingerprint is {shown}, not the one you were given "
+                f"({format_fingerprint(normalise_fingerprint(given))}): nothing was sent; "
+                "check with your project lead"
+            )
+    elif pin is not None:
+        if pin.enclave_key_fingerprint != fingerprint:
+            raise SubmitRefused(
+                f"the enclave key's fingerprint is now {shown}, not "
+                f"{format_fingerprint(pin.enclave_key_fingerprint)} which you confirmed "
+                "before: nothing was sent; check the new key with your project lead and pass "
+                "--enclave-fingerprint"
+            )
+    elif not trust:
+        raise SubmitRefused(
+            f"first submission to project {project['name']!r}: check the enclave key "
+            f"fingerprint {shown} with your project lead, then pass --enclave-fingerprint "
+            "(or --trust to accept it as shown)"
+        )
+
+
+def _agreed_policy(project: dict[str, Any], pin: Pin | None, accept: str | None) -> str:
+    current = str(project["policy_fingerprint"])
+    if accept is not None:
+        if accept.strip() != current:
+            raise SubmitRefused(
+                f"the project's disclosure policy is {current}, not {accept.strip()}: review "
+                f"it with `pprl project show {project['name']}`"
+            )
+        return current
+    if pin is not None and pin.policy_fingerprint != current:
+        raise SubmitRefused(
+            f"the project's disclosure policy has changed since you agreed to it (was "
+            f"{pin.policy_fingerprint[:19]}..., now {current}): review it with `pprl project "
+            f"show {project['name']}` and pass --accept-policy {current} to agree"
+        )
+    return current
+
+
+def submit_extract(
+    client: Any,
+    project_ref: str,
+    file: Path,
+    *,
+    enclave_fingerprint: str | None = None,
+    trust: bool = False,
+    accept_policy: str | None = None,
+    config_dir: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Submitted:
+    """Check the key and policy, seal ``file`` and upload it; returns the receipt.
+
+    Raises :class:`SubmitRefused` before anything is sent when a check fails."""
+    read_manifest(file)  # refuse a plaintext or foreign file before anything else
+    project = client.request("GET", f"/v1/projects/{project_ref}")
+    key_hex = client.request("GET", "/v1/enclave/public-key")["public_key_hex"]
+    raw = bytes.fromhex(key_hex)
+    fingerprint = key_fingerprint(raw)
+    root = config_root(config_dir)
+    pin = load_pin(root, project["id"])
+    _check_key(fingerprint, project, enclave_fingerprint, pin, trust)
+    policy = _agreed_policy(project, pin, accept_policy)
+    recipient = X25519PublicKey.from_public_bytes(raw)
+    with tempfile.TemporaryDirectory(prefix="pprl-submit-") as tmp:
+        sealed = seal_extract(file, Path(tmp) / "extract.sealed", recipient, project["id"], policy)
+        size = sealed.envelope.sealed_bytes
+        receipt = client.upload(
+            f"/v1/projects/{project['id']}/submissions",
+            sealed.path,
+            on_progress=(lambda sent: on_progress(sent, size)) if on_progress else None,
+            headers={ENVELOPE_HEADER: sealed.envelope.to_header()},
+        )
+    new_pin = Pin(client.settings.url, project["id"], project["name"], fingerprint, policy)
+    path = None
+    if new_pin != pin:
+        path = save_pin(root, new_pin)  # confirmed: the upload was sent under this key
+    return Submitted(receipt, fingerprint, policy, path)
+
+
+def wait_for_verdict(
+    client: Any, receipt: dict[str, Any], timeout: float, poll: float = 0.1
+) -> dict[str, Any]:
+    """Poll the submission until the enclave accepted or rejected it (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while receipt["status"] == "received":
+        if time.monotonic() > deadline:
+            raise SubmitRefused(
+                f"no verdict from the enclave after {timeout:g} s: submission {receipt['id']} "
+                "is still waiting for the enclave worker (it was received, nothing is lost)"
+            )
+        time.sleep(poll)
+        receipt = client.request(
+            "GET", f"/v1/projects/{receipt['project_id']}/submissions/{receipt['id']}"
+        )
+    return receipt
 
 
 @app.command()
 def submit(
     file: Path = typer.Argument(..., help="The hashed Parquet file from `pprl hash`."),
     project: str = typer.Option(..., "--project", help="Project name or id."),
+    enclave_fingerprint: str | None = typer.Option(
+        None,
+        "--enclave-fingerprint",
+        help="The enclave key fingerprint your project lead gave you (64 hex digits; spaces "
+        "allowed). Saved once it matches.",
+    ),
+    trust: bool = typer.Option(
+        False, "--trust", help="First use only: accept the enclave key shown (trust on first use)."
+    ),
+    accept_policy: str | None = typer.Option(
+        None, "--accept-policy", help="Agree to the project's (changed) disclosure policy."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the enclave's verdict."),
+    wait_seconds: float = typer.Option(600.0, "--wait-seconds", help="How long --wait waits."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Upload a hashed extract to a project (partner token); prints the receipt.
+    """Seal a hashed extract to the project's enclave key and upload it (partner token).
 
-    Streams the file with a progress bar, verifies the server certificate against
-    PPRL_CA_BUNDLE, and retries connection failures.
+    Shows the enclave key fingerprint and refuses a key that does not match the one you
+    were given or confirmed before; refuses a changed disclosure policy until you accept
+    it; leaves row_ref out. Prints the receipt (and, with --wait, the enclave's verdict).
     """
+    from service.settings import ClientSettings
+
     with errors_as_messages():
-        manifest = read_manifest(file)  # refuse a plaintext or foreign file before sending it
-    size = file.stat().st_size
-    with api_client() as client, progress("bytes") as bar:
-        task = bar.add_task(f"uploading {file.name}", total=size)
-        receipt = client.upload(
-            f"/v1/projects/{project}/submissions",
-            file,
-            on_progress=lambda sent: bar.update(task, completed=sent),
+        read_manifest(file)
+    with api_client() as client:
+        with progress("bytes") as bar:
+            task = bar.add_task(f"sealing and uploading {file.name}", total=None)
+            try:
+                done = submit_extract(
+                    client, project, file, enclave_fingerprint=enclave_fingerprint, trust=trust,
+                    accept_policy=accept_policy, config_dir=ClientSettings().config_dir,
+                    on_progress=lambda sent, total: bar.update(task, completed=sent, total=total),
+                )  # fmt: skip
+            except (SubmitRefused, EnvelopeError, ValueError) as exc:
+                fail(str(exc))
+        receipt = done.receipt
+        if wait:
+            try:
+                receipt = wait_for_verdict(client, receipt, wait_seconds)
+            except SubmitRefused as exc:
+                fail(str(exc))
+    result = {
+        **receipt,
+        "enclave_fingerprint": format_fingerprint(done.enclave_fingerprint),
+        "policy_fingerprint": done.policy_fingerprint,
+    }
+
+    def render() -> None:
+        out.print(f"enclave key fingerprint: {format_fingerprint(done.enclave_fingerprint)}")
+        out.print(f"disclosure policy: {done.policy_fingerprint}")
+        if done.pin_path is not None:
+            out.print(f"saved as agreed in {done.pin_path}")
+        verdict = receipt["status"]
+        line = (
+            f"{verdict}: version {receipt['version']} of {receipt['partner']}, "
+            f"{receipt['rows']:,} rows, sealed sha256 {receipt['sha256'][:16]}..."
         )
-    emit(
-        receipt,
-        as_json,
-        lambda: out.print(
-            f"accepted: version {receipt['version']} of {receipt['partner']}, "
-            f"{receipt['rows']:,} rows, sha256 {receipt['sha256'][:16]}..., "
-            f"key check value {manifest.key_check_value}"
-        ),
-    )
+        if verdict == "rejected":
+            line += f" - {receipt.get('reason')}"
+        out.print(line)
+
+    emit(result, as_json, render)
+    if receipt["status"] == "rejected":
+        raise typer.Exit(1)

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "MAGIC",
     "SealError",
+    "SealWriter",
     "open_bytes",
     "open_sealed",
     "seal_bytes",
@@ -85,6 +86,63 @@ def seal_stream(
             return digest.hexdigest()
         current = following
         index += 1
+
+
+class SealWriter:
+    """A file-like sink that seals what is written to it, chunk by chunk, into ``sink``.
+
+    Same format as :func:`seal_stream`; lets a producer (a Parquet writer) stream into
+    the sealed file without a plaintext copy on disk. One chunk is held back until the
+    next write or :meth:`close` so the final chunk can carry the last flag.
+    """
+
+    def __init__(
+        self, sink: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
+    ) -> None:
+        ephemeral = X25519PrivateKey.generate()
+        eph_raw, rec_raw = _raw(ephemeral.public_key()), _raw(recipient)
+        salt = os.urandom(16)
+        self._header = MAGIC + eph_raw + salt + struct.pack(">I", chunk)
+        self._aead = _file_key(ephemeral.exchange(recipient), salt, eph_raw, rec_raw)
+        self._sink, self._chunk = sink, chunk
+        self._pending = bytearray()
+        self._index = 0
+        self._written = 0
+        self.closed = False
+        self.plaintext_sha256 = hashlib.sha256()
+        sink.write(self._header)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Buffer ``data``; seal every full chunk except the newest."""
+        if self.closed:
+            raise ValueError("write to a closed SealWriter")
+        self._pending += data
+        self.plaintext_sha256.update(data)
+        while len(self._pending) > self._chunk:
+            self._emit(bytes(self._pending[: self._chunk]), last=False)
+            del self._pending[: self._chunk]
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        return None
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Seal the final chunk (with the last flag); does not close ``sink``."""
+        if not self.closed:
+            self._emit(bytes(self._pending), last=True)
+            self._pending.clear()
+            self.closed = True
+
+    def _emit(self, plain: bytes, last: bool) -> None:
+        self._sink.write(self._aead.encrypt(_nonce(self._index, last), plain, self._header))
+        self._index += 1
 
 
 def seal_file(

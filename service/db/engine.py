@@ -126,7 +126,7 @@ class Database:
         self.engine.dispose()
 
 
-def migrate(url: str, revision: str = "head") -> None:
+def migrate(url: str, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` with Alembic (the only way the schema is built)."""
     from alembic import command
     from alembic.config import Config

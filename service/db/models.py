@@ -24,9 +24,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AuditCheckpoint",
+    "AuditCheckpointRequest",
     "AuditEvent",
     "AuditHead",
     "Base",
+    "DpoSession",
+    "Partner",
+    "PartnerProject",
     "Principal",
     "Project",
     "ProjectMember",
@@ -71,6 +75,27 @@ class Principal(Base):
     created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
     expires_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
     revoked_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    # the organisation a partner token belongs to (None for other roles)
+    partner_id: Mapped[str | None] = mapped_column(ForeignKey("partners.id"), index=True)
+
+
+class Partner(Base):
+    """A partner organisation: exists apart from the tokens issued to it, so rotating or
+    replacing a token keeps one partner in results, the DPO pages and the audit."""
+
+    __tablename__ = "partners"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class PartnerProject(Base):
+    """A project a partner organisation takes part in (its new tokens join it)."""
+
+    __tablename__ = "partner_projects"
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
 
 
 class Project(Base):
@@ -92,6 +117,12 @@ class Project(Base):
     epsilon_spent: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
     created_by: Mapped[str] = mapped_column(String(200))
+    # run rules fixed at creation (service.projects.rules.RunRules; "{}" = defaults)
+    run_rules_json: Mapped[str] = mapped_column(Text, default="{}")
+    # how often the enclave stored its authenticated state; bumped with each release
+    enclave_state_version: Mapped[int] = mapped_column(Integer, default=0)
+    # sha256 (hex) of the raw enclave public key partners pin; None = before revision 0002
+    enclave_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class ProjectMember(Base):
@@ -117,6 +148,12 @@ class Submission(Base):
     received_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
     superseded_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
     purged_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    # received -> accepted | rejected, decided by the enclave's validator
+    status: Mapped[str] = mapped_column(String(12), default="received", index=True)
+    reason: Mapped[str | None] = mapped_column(Text)  # why rejected; names no value
+    decided_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+    policy_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    envelope_json: Mapped[str | None] = mapped_column(Text)  # the clear envelope
 
 
 class Run(Base):
@@ -137,6 +174,8 @@ class Run(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
     worker_id: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # privacy budget reserved when a worker claimed the run (kept spent if it fails)
+    epsilon_reserved: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Result(Base):
@@ -191,3 +230,26 @@ class AuditCheckpoint(Base):
     public_key: Mapped[str] = mapped_column(String(64))
     at: Mapped[str] = mapped_column(String(40))
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditCheckpointRequest(Base):
+    """A request to sign the head, serviced by the signer (the API never holds the key)."""
+
+    __tablename__ = "audit_checkpoint_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requested_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    signed_seq: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    signed_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
+
+
+class DpoSession(Base):
+    """A DPO page session held on the server: the cookie carries a random id, this row
+    its digest; sign-out sets ``ended_at``."""
+
+    __tablename__ = "dpo_sessions"
+    id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    created_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    expires_at: Mapped[datetime] = mapped_column(UTC_DATETIME)
+    ended_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)

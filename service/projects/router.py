@@ -7,10 +7,12 @@ from sqlalchemy import select
 
 from service.api.deps import Caller, DbSession, ReadSession, State, member_project, require_role
 from service.auth import find_project, is_member
+from service.crypto.envelope import key_fingerprint
 from service.db.models import Project
 from service.errors import error_responses
 from service.projects import service
-from service.projects.schemas import MemberAdd, ProjectCreate, ProjectOut
+from service.projects.policy import set_policy
+from service.projects.schemas import MemberAdd, PolicySet, ProjectCreate, ProjectOut
 
 router = APIRouter(
     prefix="/v1/projects",
@@ -25,7 +27,10 @@ def create_project(
 ) -> ProjectOut:
     """Create a linkage project (admin): purpose, legal basis, agreement, spec, policy, members."""
     require_role(state, caller, "create projects", "admin")
-    project = service.create_project(session, body, by=caller.actor)
+    project = service.create_project(
+        session, body, by=caller.actor,
+        enclave_key_fingerprint=key_fingerprint(state.enclave_public_key),
+    )  # fmt: skip
     return service.project_out(session, project)
 
 
@@ -56,4 +61,17 @@ def add_member(
     """Add a principal to a project (admin)."""
     project = member_project(state, session, caller, project_id, "manage members", roles=("admin",))
     service.add_member(session, project, body.principal, by=caller.actor)
+    return service.project_out(session, project)
+
+
+@router.put("/{project_id}/disclosure", response_model=ProjectOut)
+def change_policy(
+    project_id: str, body: PolicySet, state: State, session: DbSession, caller: Caller
+) -> ProjectOut:
+    """Change the disclosure policy (admin; audited). Partners must re-acknowledge it:
+    their next upload names the new policy fingerprint, and until each has resubmitted
+    the enclave will not release under the new policy."""
+    project = member_project(state, session, caller, project_id, "change the disclosure policy",
+                             roles=("admin",))  # fmt: skip
+    set_policy(session, project, body.disclosure, by=caller.actor)
     return service.project_out(session, project)

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from service.api.bodies import RequestBody
+from service.projects.rules import RunRules
 
-__all__ = ["MemberAdd", "ProjectCreate", "ProjectOut"]
+__all__ = ["MemberAdd", "PolicySet", "ProjectCreate", "ProjectOut"]
 
 
 class ProjectCreate(RequestBody):
@@ -25,6 +26,15 @@ class ProjectCreate(RequestBody):
     members: list[str] = Field(default_factory=list, description="principal names")
     key_check_value: str | None = Field(
         None, pattern=r"^[0-9a-f]{16}$", description="else taken from the first submission"
+    )
+    run_rules: RunRules | None = Field(
+        None, description="parameter menu, minimum extract size, rate limits, output checking"
+    )
+
+
+class PolicySet(RequestBody):
+    disclosure: dict[str, Any] = Field(
+        description="the new disclosure policy (same shape as the spec's `disclosure`)"
     )
 
 
@@ -47,3 +57,11 @@ class ProjectOut(BaseModel):
     created_at: datetime
     created_by: str
     epsilon_spent: float
+    run_rules: RunRules = Field(description="fixed at creation")
+    enclave_state_version: int = Field(description="releases whose enclave state is stored")
+    policy_fingerprint: str = Field(
+        description="sha256 of the disclosure policy in force; partners' envelopes must name it"
+    )
+    enclave_key_fingerprint: str | None = Field(
+        description="sha256 (hex) of the enclave public key partners seal to for this project"
+    )

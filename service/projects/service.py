@@ -11,13 +11,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from linkage.errors import SpecError
-from linkage.spec import DisclosurePolicy, Spec, fingerprint, parse_spec
+from linkage.spec import DisclosurePolicy, Spec, fingerprint, parse_spec, policy_fingerprint
 from service.audit import Actor, record
 from service.db.models import Principal, Project, ProjectMember
 from service.errors import BadRequest, Conflict, NotFound
+from service.projects.policy import check_floor
+from service.projects.rules import RunRules, resolve_rules, rules_in_words, run_rules
 from service.projects.schemas import ProjectCreate, ProjectOut
 
-__all__ = ["add_member", "create_project", "disclosure_policy", "project_out", "project_spec"]
+__all__ = [
+    "add_member",
+    "create_project",
+    "disclosure_policy",
+    "project_out",
+    "project_rules",
+    "project_spec",
+]
 
 
 def _principal(session: Session, ref: str) -> Principal:
@@ -29,8 +38,12 @@ def _principal(session: Session, ref: str) -> Principal:
     return row
 
 
-def create_project(session: Session, body: ProjectCreate, *, by: Actor) -> Project:
-    """Validate the spec and policy, store the project and its members, audit it."""
+def create_project(
+    session: Session, body: ProjectCreate, *, by: Actor, enclave_key_fingerprint: str | None = None
+) -> Project:
+    """Validate the spec and policy, store the project and its members, audit it.
+
+    ``enclave_key_fingerprint`` is the enclave key partners will pin for this project."""
     try:
         spec = parse_spec(body.spec, origin="spec")
     except SpecError as exc:
@@ -41,8 +54,15 @@ def create_project(session: Session, body: ProjectCreate, *, by: Actor) -> Proje
             policy = DisclosurePolicy.model_validate(body.disclosure)
         except ValueError as exc:
             raise BadRequest(f"disclosure: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+    check_floor(policy, "disclosure" if body.disclosure is not None else "spec.disclosure")
     if session.execute(select(Project.id).where(Project.name == body.name)).first():
         raise Conflict(f"a project named {body.name!r} already exists")
+    rules = resolve_rules(body.run_rules or RunRules(), spec)
+    checker = rules.output_checker
+    if checker is not None and not session.execute(
+        select(Principal.id).where(Principal.name == checker)
+    ).first():
+        raise BadRequest(f"run_rules.output_checker: no principal named {checker!r}")
     project = Project(
         id=str(uuid.uuid4()),
         name=body.name,
@@ -57,6 +77,9 @@ def create_project(session: Session, body: ProjectCreate, *, by: Actor) -> Proje
         epsilon_spent=0.0,
         created_at=datetime.now(UTC),
         created_by=by.name,
+        run_rules_json=rules.model_dump_json(),
+        enclave_state_version=0,
+        enclave_key_fingerprint=enclave_key_fingerprint,
     )
     session.add(project)
     session.flush()
@@ -77,6 +100,9 @@ def create_project(session: Session, body: ProjectCreate, *, by: Actor) -> Proje
             "retention_days": body.retention_days,
             "disclosure": json.loads(project.disclosure_json),
             "members": [{"name": m.name, "role": m.role} for m in members],
+            "run_rules": rules.model_dump(mode="json"),
+            "policy_fingerprint": policy_fingerprint(policy),
+            "enclave_key_fingerprint": enclave_key_fingerprint,
         },
     )
     return project
@@ -95,6 +121,16 @@ def add_member(session: Session, project: Project, ref: str, *, by: Actor) -> Pr
 
 def project_spec(project: Project) -> Spec:
     return parse_spec(project.spec_json)
+
+
+def project_rules(project: Project) -> RunRules:
+    """The project's run rules (menus resolved against its spec)."""
+    return run_rules(project.run_rules_json, project_spec(project))
+
+
+def project_rules_words(project: Project) -> list[str]:
+    """The project's run rules in plain words (the DPO's project page)."""
+    return rules_in_words(project_rules(project))
 
 
 def disclosure_policy(project: Project) -> DisclosurePolicy:
@@ -128,6 +164,10 @@ def project_out(session: Session, project: Project) -> ProjectOut:
         "created_at": project.created_at,
         "created_by": project.created_by,
         "epsilon_spent": project.epsilon_spent,
+        "run_rules": project_rules(project),
+        "enclave_state_version": project.enclave_state_version,
+        "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
+        "enclave_key_fingerprint": project.enclave_key_fingerprint,
     }
     return ProjectOut.model_validate(data)
 

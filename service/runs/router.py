@@ -6,15 +6,26 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from service.api.deps import Caller, DbSession, ReadSession, State, member_project
-from service.errors import error_responses
+from service.api.deps import (
+    AppState,
+    Caller,
+    DbSession,
+    ReadSession,
+    State,
+    deny,
+    member_project,
+)
+from service.auth import Authenticated, find_project
+from service.db.models import Project, Run
+from service.errors import Forbidden, NotFound, ServiceError, error_responses
+from service.projects.service import project_rules
 from service.runs import service
-from service.runs.schemas import RunCreate, RunOut
+from service.runs.schemas import Decision, RunCreate, RunOut
 
 router = APIRouter(
     prefix="/v1/projects/{project_id}/runs",
     tags=["runs"],
-    responses=error_responses(400, 401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 429),
 )
 ANALYSTS = ("analyst",)
 
@@ -25,7 +36,13 @@ def create_run(
 ) -> RunOut:
     """Queue a linkage run of the project's current submissions (analyst)."""
     project = member_project(state, session, caller, project_id, "run linkage", roles=ANALYSTS)
-    run = service.queue_run(session, project, body or RunCreate(), by=caller.actor, by_id=caller.id)
+    body = body or RunCreate()
+    try:
+        params = service.check_run_allowed(session, project, body)
+    except ServiceError as exc:  # outside the menu (422) or over the rate (429): audited
+        raise deny(state, exc, actor=caller.actor, action="run linkage",
+                   project_id=project.id) from None  # fmt: skip
+    run = service.queue_run(session, project, body, by=caller.actor, by_id=caller.id, params=params)
     session.flush()
     return service.run_out(session, run)
 
@@ -57,3 +74,45 @@ def get_results(
     project = member_project(state, session, caller, project_id, "read results", roles=ANALYSTS)
     run = service.get_run(session, project.id, run_id)
     return service.read_results(session, run, by=caller.actor)
+
+
+def _checker_run(
+    state: AppState, session: DbSession, caller: Authenticated, project_id: str, run_id: str,
+    action: str,
+) -> Run:  # fmt: skip
+    """The run, if the caller may check its release: a DPO or the project's named output
+    checker, and never the analyst who asked for it (403, audited)."""
+    try:
+        project: Project = find_project(session, project_id)
+    except NotFound as exc:
+        raise deny(state, exc, actor=caller.actor, action=action) from None
+    checker = project_rules(project).output_checker
+    run = service.get_run(session, project.id, run_id)
+    if (caller.role != "dpo" and caller.name != checker) or caller.id == run.requested_by:
+        raise deny(state, Forbidden(f"only a DPO or this project's output checker may {action}"),
+                   actor=caller.actor, action=action, project_id=project.id)  # fmt: skip
+    return run
+
+
+@router.get("/{run_id}/approval")
+def held_release(
+    project_id: str, run_id: str, state: State, session: DbSession, caller: Caller
+) -> dict[str, Any]:
+    """The release a run is holding for approval (DPO or the project's output checker;
+    audited). Same shape as the results."""
+    run = _checker_run(state, session, caller, project_id, run_id, "check releases")
+    return service.held_release(session, run, by=caller.actor)
+
+
+@router.post("/{run_id}/approval", response_model=RunOut)
+def decide_release(
+    project_id: str, run_id: str, body: Decision, state: State, session: DbSession, caller: Caller
+) -> RunOut:
+    """Approve or refuse a held release (DPO or the project's output checker; audited).
+    Approved, the analyst can read it; refused, never."""
+    run = _checker_run(state, session, caller, project_id, run_id, "approve releases")
+    service.decide_release(
+        session, run, approve=body.decision == "approve", reason=body.reason, by=caller.actor
+    )
+    session.flush()
+    return service.run_out(session, run)

@@ -3,29 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from service.api.bodies import RequestBody
 
-__all__ = ["RunCreate", "RunOut"]
+__all__ = ["Decision", "RunCreate", "RunOut"]
 
 
 class RunCreate(RequestBody):
     frequent_threshold: int | None = Field(
-        None, ge=1, le=100_000, description="contacts that make a frequent user (default: spec)"
+        None,
+        ge=1,
+        le=100_000,
+        description="contacts that make a frequent user: one of the project's menu "
+        "(default: the menu's first)",
     )
     threshold: float | None = Field(
-        None, gt=0.0, lt=1.0, description="match probability threshold (default: spec)"
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="match probability threshold: one of the project's menu "
+        "(default: the menu's first)",
     )
+
+
+class Decision(RequestBody):
+    decision: Literal["approve", "refuse"] = Field(description="release to the analyst, or not")
+    reason: str = Field("", max_length=2000, description="recorded in the audit log")
 
 
 class RunOut(BaseModel):
     id: str
     project_id: str
     requested_by: str
-    status: str = Field(description="queued, running, done or failed")
+    status: str = Field(
+        description="queued, running, awaiting_approval (output checking), done, refused or failed"
+    )
     stage: str
     progress: float
     message: str | None

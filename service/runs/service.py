@@ -4,23 +4,87 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.audit import Actor, record
 from service.db.models import Principal, Project, Result, Run
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from service.projects.service import project_rules
 from service.runs.schemas import RunCreate, RunOut
 
-__all__ = ["get_run", "list_runs", "queue_run", "read_results", "run_out"]
+__all__ = [
+    "check_run_allowed",
+    "decide_release",
+    "get_run",
+    "held_release",
+    "list_runs",
+    "queue_run",
+    "read_results",
+    "run_out",
+]
 
 
-def queue_run(session: Session, project: Project, body: RunCreate, *, by: Actor, by_id: str) -> Run:
-    """Queue a linkage run for the enclave worker."""
-    params = body.model_dump(exclude_none=True)
+def _menu(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def check_run_allowed(session: Session, project: Project, body: RunCreate) -> dict[str, Any]:
+    """The run's parameters from the project's menu, if the project's run rate allows one
+    more run now. Unprocessable outside the menu, TooManyRequests over the rate (both
+    messages safe to show: they name the rule, never data)."""
+    rules = project_rules(project)
+    assert rules.match_thresholds and rules.frequent_thresholds
+    if body.threshold is not None and body.threshold not in rules.match_thresholds:
+        raise Unprocessable(
+            f"threshold: {body.threshold} is not in this project's menu "
+            f"({_menu(rules.match_thresholds)}), fixed when the project was created"
+        )
+    if body.frequent_threshold is not None and (
+        body.frequent_threshold not in rules.frequent_thresholds
+    ):
+        raise Unprocessable(
+            f"frequent_threshold: {body.frequent_threshold} is not in this project's menu "
+            f"({_menu(rules.frequent_thresholds)}), fixed when the project was created"
+        )
+    # lock the project row so two concurrent requests count each other (PostgreSQL;
+    # SQLite's BEGIN IMMEDIATE already serialises writers)
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    since = datetime.now(UTC) - timedelta(hours=rules.period_hours)
+    count, oldest = session.execute(
+        select(func.count(Run.id), func.min(Run.created_at)).where(
+            Run.project_id == project.id, Run.created_at >= since
+        )
+    ).one()
+    if count >= rules.runs_per_period:
+        oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        after = (oldest_at + timedelta(hours=rules.period_hours)).isoformat(timespec="seconds")
+        raise TooManyRequests(
+            f"this project has had {count} runs in the last {rules.period_hours} hours, its "
+            f"limit; the next run can be queued after {after}"
+        )
+    return {
+        "threshold": body.threshold if body.threshold is not None else rules.match_thresholds[0],
+        "frequent_threshold": body.frequent_threshold
+        if body.frequent_threshold is not None
+        else rules.frequent_thresholds[0],
+    }
+
+
+def queue_run(
+    session: Session,
+    project: Project,
+    body: RunCreate,
+    *,
+    by: Actor,
+    by_id: str,
+    params: dict[str, Any] | None = None,
+) -> Run:
+    """Queue a linkage run for the enclave worker (``params``: from check_run_allowed)."""
+    params = params if params is not None else body.model_dump(exclude_none=True)
     run = Run(
         id=str(uuid.uuid4()),
         project_id=project.id,
@@ -66,6 +130,8 @@ def list_runs(session: Session, project_id: str) -> list[Run]:
 
 def read_results(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
     """The released figures of a finished run; every read is an audited release."""
+    if run.status == "awaiting_approval":
+        raise Conflict(f"run {run.id} is waiting for an output checker's approval")
     if run.status != "done":
         raise Conflict(f"run {run.id} is {run.status}; results exist only for finished runs")
     result = session.get(Result, run.id)
@@ -79,3 +145,41 @@ def read_results(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
            details={"to": by.name, "figures_count": shown, "suppressed": len(released["suppressed"]),
                     "released_sha256": result.sha256})  # fmt: skip
     return released
+
+
+def held_release(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
+    """What a held run would release, for its output checker (audited)."""
+    if run.status != "awaiting_approval":
+        raise Conflict(f"run {run.id} is {run.status}; only a held release can be checked")
+    result = session.get(Result, run.id)
+    if result is None:  # pragma: no cover - held runs always have results
+        raise NotFound("no results for this run")
+    record(session, actor=by, action="results.checked", project_id=run.project_id,
+           subject=run.id, details={"released_sha256": result.sha256})  # fmt: skip
+    released: dict[str, Any] = json.loads(result.released_json)
+    return released
+
+
+def decide_release(session: Session, run: Run, *, approve: bool, reason: str, by: Actor) -> Run:
+    """Approve (the analyst may now read it) or refuse a held release, audited."""
+    if run.status != "awaiting_approval":
+        raise Conflict(f"run {run.id} is {run.status}; only a held release can be decided")
+    result = session.get(Result, run.id)
+    assert result is not None
+    released: dict[str, Any] = json.loads(result.released_json)
+    run.status = "done" if approve else "refused"
+    run.stage = run.status
+    if not approve:
+        run.message = "the release was refused by the project's output checker"
+    record(session, actor=by, action="results.approved" if approve else "results.refused",
+           project_id=run.project_id, subject=run.id,
+           details={"reason": reason, "released_sha256": result.sha256})  # fmt: skip
+    if approve:
+        figures = released["figures"]
+        record(session, actor=by, action="results.released", project_id=run.project_id,
+               subject=run.id,
+               details={"to": released.get("released_to"),
+                        "figures": sorted(k for k, v in figures.items() if v is not None),
+                        "suppressed": len(released["suppressed"]),
+                        "released_sha256": result.sha256, "approved_by": by.name})  # fmt: skip
+    return run

@@ -1,4 +1,4 @@
-"""HTTP routes of submissions: the streaming upload and the partner's receipts."""
+"""HTTP routes of submissions: the sealed streaming upload and the partner's receipts."""
 
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ from service.api.deps import (
     member_project,
 )
 from service.auth import Authenticated
-from service.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    error_responses,
-)
+from service.auth.partners import partner_name
+from service.crypto.envelope import ENVELOPE_HEADER, SEALED_MEDIA_TYPE, Envelope, EnvelopeError
+from service.errors import NotFound, PayloadTooLarge, Unprocessable, error_responses
 from service.submissions import service
 from service.submissions.schemas import SubmissionOut
 
@@ -35,34 +33,45 @@ router = APIRouter(
 )
 
 _UPLOAD_BODY = {
+    "parameters": [
+        {
+            "name": ENVELOPE_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "base64url of the envelope JSON (see service/crypto/envelope.py): "
+            "spec, key check value, policy and enclave key fingerprints, rows, sealed size "
+            "and SHA-256",
+            "schema": {"type": "string"},
+        }
+    ],
     "requestBody": {
         "required": True,
-        "description": "The hashed Parquet extract written by `pprl hash`, as the raw body.",
-        "content": {
-            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}
-        },
-    }
+        "description": "The hashed extract sealed to the project's enclave key by `pprl "
+        "submit`, as the raw body. The API never opens it.",
+        "content": {SEALED_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    },
 }
 
 
 @router.post(
     "",
-    status_code=status.HTTP_201_CREATED,
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=SubmissionOut,
     openapi_extra=_UPLOAD_BODY,
     responses={
         409: {"description": "identical to the current submission"},
         413: {"description": "larger than PPRL_MAX_UPLOAD_BYTES"},
-        422: {"description": "not an acceptable hashed extract"},
+        422: {"description": "the envelope does not fit the project, or the body not the envelope"},
     },
 )
 async def upload(
     project_id: str, request: Request, state: State, credentials: Bearer
 ) -> SubmissionOut:
-    """Submit a hashed extract (partner). Streams to disk, validates, seals to the enclave.
+    """Submit a sealed extract (partner): envelope checked, body stored, never opened.
 
-    The previous submission of the same partner, if any, is superseded. A rejected or
-    interrupted upload leaves nothing behind.
+    The receipt says ``received``; the enclave worker then opens and validates it and
+    marks it ``accepted`` (superseding the partner's previous one) or ``rejected`` (poll
+    ``GET .../submissions/{id}``). A refused or interrupted upload leaves nothing behind.
     """
     # database work takes a slot only while it runs, never while the body streams in
     caller, pid = await in_db_slot(
@@ -72,40 +81,63 @@ async def upload(
     async def audit_rejection(reason: str, detail: str, size: int) -> None:
         await in_db_slot(state, service.audit_rejection, state, caller, pid, reason, detail, size)
 
+    try:
+        envelope = Envelope.from_header(request.headers.get(ENVELOPE_HEADER))
+    except EnvelopeError as exc:
+        await audit_rejection("envelope", str(exc), 0)
+        raise Unprocessable(str(exc)) from None
     limit = state.settings.max_upload_bytes
+    if envelope.sealed_bytes > limit:
+        await audit_rejection("too_large", "upload too large", envelope.sealed_bytes)
+        raise PayloadTooLarge(
+            f"the upload is {envelope.sealed_bytes:,} bytes; the limit is {limit:,}"
+        )
+    # refuse a wrong spec, secret, policy or key before reading a byte of the body
+    await in_db_slot(state, service.check_envelope, state, caller, pid, envelope)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        await audit_rejection("too_large", "upload too large", int(declared))
-        raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
+    if declared is not None and declared.isdigit() and int(declared) != envelope.sealed_bytes:
+        detail = (
+            f"the body is {int(declared):,} bytes but the envelope says "
+            f"{envelope.sealed_bytes:,}: upload with `pprl submit`"
+        )
+        await audit_rejection("size_mismatch", detail, int(declared))
+        raise Unprocessable(detail)
     state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # the pid in the name lets a restarted server sweep uploads cut off by a crash
     target = state.settings.incoming_dir / f"{uuid.uuid4()}-{os.getpid()}.part"
     digest = hashlib.sha256()
     size = 0
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # group-readable: the enclave worker runs as another OS user in the API's group
+        # (deploy/compose.yaml); the bytes are sealed, so reading them tells it nothing
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         with os.fdopen(fd, "wb") as fh:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
+                if size > envelope.sealed_bytes:
+                    raise Unprocessable(
+                        f"the body is longer than the {envelope.sealed_bytes:,} bytes the "
+                        "envelope declares"
+                    )
                 digest.update(chunk)
                 fh.write(chunk)
-    except PayloadTooLarge as exc:
+    except Unprocessable as exc:
         target.unlink(missing_ok=True)
-        await audit_rejection("too_large", exc.detail, size)
+        await audit_rejection("size_mismatch", exc.detail, size)
         raise
     except BaseException:
         # client went away mid-upload (or the server is stopping): leave nothing behind
         target.unlink(missing_ok=True)
         raise
-    if size == 0:
+    if size != envelope.sealed_bytes or digest.hexdigest() != envelope.sealed_sha256:
         target.unlink(missing_ok=True)
-        await audit_rejection("empty", "the upload is empty", 0)
-        raise BadRequest("the upload is empty: send the hashed Parquet file as the request body")
-    return await in_db_slot(
-        state, service.accept_upload, state, caller, pid, target, digest.hexdigest(), size
-    )
+        detail = (
+            "the body does not match its envelope (size or SHA-256 differ): it was altered "
+            "or cut short on the way; submit again"
+        )
+        await audit_rejection("digest_mismatch", detail, size)
+        raise Unprocessable(detail)
+    return await in_db_slot(state, service.receive_upload, state, caller, pid, target, envelope)
 
 
 def _authorise_upload(
@@ -130,3 +162,16 @@ def list_submissions(
                              roles=("admin", "partner", "analyst"))  # fmt: skip
     own = caller.id if caller.role == "partner" else None
     return service.list_submissions(session, project.id, own)
+
+
+@router.get("/{submission_id}", response_model=SubmissionOut)
+def get_submission(
+    project_id: str, submission_id: str, state: State, session: ReadSession, caller: Caller
+) -> SubmissionOut:
+    """One submission's receipt and the enclave's verdict (a partner sees only its own)."""
+    project = member_project(state, session, caller, project_id, "read submissions",
+                             roles=("admin", "partner", "analyst"))  # fmt: skip
+    row = service.get_submission(session, project.id, submission_id)
+    if caller.role == "partner" and row.partner_id != caller.id:
+        raise NotFound(f"no submission {submission_id!r} in this project")
+    return service.submission_out(row, partner_name(session, row.partner_id))

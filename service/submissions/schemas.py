@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 __all__ = ["SubmissionOut"]
 
 
 class SubmissionOut(BaseModel):
-    """A receipt: what was accepted, its checksum, and which version it is."""
+    """A receipt: what was received, the enclave's verdict, and which version it is."""
 
     id: str
     project_id: str
     partner: str
     version: int
-    rows: int
+    rows: int = Field(description="rows declared in the envelope; verified by the enclave")
     rows_rejected_by_partner: int
-    bytes: int
-    sha256: str
+    bytes: int = Field(description="size of the sealed payload")
+    sha256: str = Field(description="SHA-256 of the sealed payload as stored")
     received_at: datetime
     superseded_at: datetime | None
     purged_at: datetime | None
-    status: str
+    status: str = Field(description="received, then accepted or rejected by the enclave")
+    reason: str | None = Field(None, description="why the enclave rejected it (names no value)")
+    decided_at: datetime | None = None
+    current: bool = Field(False, description="accepted and not superseded: what a run links")
+    policy_fingerprint: str | None = None

@@ -1,10 +1,16 @@
-"""Checks on an uploaded hashed extract before it is sealed, each failure one message.
+"""Checks on a hashed extract, run by the enclave on the opened payload; one message each.
 
-In order: a readable Parquet file of sane size; a pprl manifest whose spec fingerprint
+The enclave worker runs them in a child process under memory and time limits (see
+``service.worker.intake``), so a hostile file costs a rejection, not the worker. In order:
+a readable Parquet file of sane size; a pprl manifest whose spec fingerprint
 and key check value match the project (a wrong secret is caught here, not discovered
 later as zero overlap); no plaintext identifier columns; exactly the spec's columns and
 types; token columns that hold keyed tokens, not readable text (the plaintext guard);
-attributes within their allowed values. Messages never quote a value from the file.
+attributes within their allowed values (string attributes are read as dictionaries, so
+a dictionary page that would expand one long value to every row is judged by its
+dictionary, never expanded); no full-identity token repeated implausibly often (100,000
+copies of one person would outweigh everyone else). ``row_ref`` must not be uploaded:
+the partner keeps its row numbers. Messages never quote a value from the file.
 """
 
 from __future__ import annotations
@@ -20,9 +26,16 @@ import pyarrow.parquet as pq
 
 from linkage.errors import ManifestError
 from linkage.manifest import MANIFEST_KEY, Manifest
-from linkage.spec import Spec, attribute_column, fingerprint, output_schema
+from linkage.spec import (
+    ROW_REF_COLUMN,
+    Spec,
+    attribute_column,
+    fingerprint,
+    output_schema,
+    token_columns,
+)
 
-__all__ = ["ExtractCheck", "ExtractRejected", "check_extract"]
+__all__ = ["ExtractCheck", "ExtractRejected", "RepeatLimits", "check_extract"]
 
 _GUARD_SAMPLE = 20_000  # values per token column inspected by the plaintext guard
 _GUARD_SHARE = 0.01  # a random 16-byte token is printable ASCII with p ~ 1e-7
@@ -30,6 +43,11 @@ _MAX_ROWS = 200_000_000
 _MAX_EXPANSION = 64  # declared uncompressed size / file size (zip-bomb-like row groups)
 _MAX_ROWS_PER_BYTE = 4  # rows per byte of file (run-length-encoded bombs)
 _DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
+_MAX_ATTRIBUTE_CHARS = 200  # longest clear attribute value worth looking at
+#: identifier types whose exact token alone names one person
+_FULL_IDENTITY_TYPES = ("nhs_number", "id")
+#: (type, variant) triple that names one person together: names and full date of birth
+_NAME_DOB = (("forename", "exact"), ("surname", "exact"), ("date", "full"))
 
 
 class ExtractRejected(Exception):
@@ -39,6 +57,15 @@ class ExtractRejected(Exception):
         super().__init__(detail)
         self.detail = detail
         self.reason = reason  # short machine-readable reason for the audit log
+
+
+@dataclass(frozen=True)
+class RepeatLimits:
+    """How often one full-identity token may repeat: at most ``share`` of the rows, and
+    always at least ``floor`` times (small extracts have honest duplicates)."""
+
+    share: float = 0.01
+    floor: int = 50
 
 
 @dataclass(frozen=True)
@@ -62,22 +89,26 @@ def _identifier_columns(spec: Spec) -> set[str]:
     return names | {"nhs_number", "forename", "surname", "date_of_birth", "dob", "postcode", "name"}
 
 
-def check_extract(path: Path, spec: Spec, key_check_value: str | None) -> ExtractCheck:
-    """Validate ``path`` against ``spec`` and the project's key check value (if fixed)."""
-    size = path.stat().st_size
+def check_extract(
+    source: Path | pa.Buffer,
+    spec: Spec,
+    key_check_value: str | None,
+    repeats: RepeatLimits | None = None,
+) -> ExtractCheck:
+    """Validate ``source`` (a file, or the opened payload in memory) against ``spec`` and
+    the project's key check value (if fixed)."""
+    buffer = source if isinstance(source, pa.Buffer) else pa.py_buffer(source.read_bytes())
+    size = buffer.size
     if size == 0:
         raise ExtractRejected("the upload is empty", "empty")
-    with path.open("rb") as fh:
-        head = fh.read(4)
-        fh.seek(max(size - 4, 0))
-        tail = fh.read(4)
+    head, tail = buffer[:4].to_pybytes(), buffer[max(size - 4, 0) :].to_pybytes()
     if head != b"PAR1" or tail != b"PAR1":
         raise ExtractRejected(
             "not a Parquet file (or a truncated one): upload the file `pprl hash` wrote",
             "not_parquet",
         )
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(pa.BufferReader(buffer))
         meta = pf.metadata
         schema = pf.schema_arrow
     except (pa.ArrowInvalid, OSError, ValueError):
@@ -133,13 +164,19 @@ def check_extract(path: Path, spec: Spec, key_check_value: str | None) -> Extrac
             "manifest_rows",
         )
 
-    expected = output_schema(spec)
+    if ROW_REF_COLUMN in schema.names:
+        raise ExtractRejected(
+            "the extract carries row_ref: partners keep their row numbers, upload with "
+            "`pprl submit` (it leaves row_ref out)",
+            "row_ref",
+        )
+    full = output_schema(spec)
+    expected = pa.schema([f for f in full if f.name != ROW_REF_COLUMN])
     missing = [f.name for f in expected if f.name not in schema.names]
     extra = [n for n in schema.names if expected.get_field_index(n) < 0]
     if extra:
         raise ExtractRejected(
-            f"unexpected column {extra[0]!r}: the spec allows only its tokens, attributes "
-            "and row_ref",
+            f"unexpected column {extra[0]!r}: the spec allows only its tokens and attributes",
             "extra_column",
         )
     if missing:
@@ -150,6 +187,8 @@ def check_extract(path: Path, spec: Spec, key_check_value: str | None) -> Extrac
         )  # fmt: skip
     for field in expected:
         got = schema.field(field.name).type
+        if pa.types.is_dictionary(got) and field.name.startswith("a_"):
+            got = got.value_type  # read as a dictionary on purpose (see the module doc)
         if got != field.type:
             if field.name.startswith(("t_", "b_")) and (
                 pa.types.is_string(got) or pa.types.is_large_string(got)
@@ -159,9 +198,57 @@ def check_extract(path: Path, spec: Spec, key_check_value: str | None) -> Extrac
                 f"column {field.name!r} has type {got}, expected {field.type}", "wrong_type"
             )
 
+    # the columns are known good now: read string attributes as dictionaries
+    strings = [attribute_column(a.name) for a in spec.attributes if a.kind != "count"]
+    pf = pq.ParquetFile(pa.BufferReader(buffer), read_dictionary=strings)
     _plaintext_guard(pf, expected)
     _check_attributes(pf, spec)
+    _check_repeats(pf, spec, repeats or RepeatLimits())
     return ExtractCheck(manifest=manifest, rows=meta.num_rows)
+
+
+def _identity_keys(spec: Spec) -> list[list[str]]:
+    """Column sets whose values each name one person (each checked for repeats)."""
+    columns = token_columns(spec)
+    keys = [[c.column] for c in columns if c.type in _FULL_IDENTITY_TYPES and c.variant == "exact"]
+    triple = []
+    for kind, variant in _NAME_DOB:
+        match = next((c.column for c in columns if c.type == kind and c.variant == variant), None)
+        if match is not None:
+            triple.append(match)
+    if len(triple) == len(_NAME_DOB):
+        keys.append(triple)
+    return keys
+
+
+def _check_repeats(pf: pq.ParquetFile, spec: Spec, limits: RepeatLimits) -> None:
+    rows = pf.metadata.num_rows
+    allowed = max(limits.floor, int(limits.share * rows))
+    if rows <= allowed:
+        return
+    for key in _identity_keys(spec):
+        try:
+            table = pf.read(columns=key)
+        except (pa.ArrowInvalid, OSError):
+            raise ExtractRejected(
+                "the Parquet file is corrupt (unreadable data pages)", "corrupt"
+            ) from None
+        mask = None
+        for name in key:  # a row missing part of the key does not name anyone
+            valid = pc.is_valid(table.column(name))
+            mask = valid if mask is None else pc.and_(mask, valid)
+        table = table.filter(mask)
+        if table.num_rows <= allowed:
+            continue
+        counts = table.group_by(key).aggregate([([], "count_all")]).column("count_all")
+        most = pc.max(counts).as_py() or 0
+        if most > allowed:
+            what = " + ".join(key)
+            raise ExtractRejected(
+                f"one value of {what} appears in {most:,} of {rows:,} rows (at most "
+                f"{allowed:,} allowed): an extract lists each person about once",
+                "repeated_identity",
+            )
 
 
 def _plaintext_guard(pf: pq.ParquetFile, expected: pa.Schema) -> None:
@@ -218,7 +305,17 @@ def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
                     if bad:
                         raise ExtractRejected(f"column {column!r} has negative counts", "attribute")
                     continue
-                distinct = [v for v in pc.unique(arr).to_pylist() if v is not None]
+                # judge the dictionary, never the expanded column: one long value
+                # referenced by every row must not be materialised once per row
+                values = arr.dictionary if pa.types.is_dictionary(arr.type) else pc.unique(arr)
+                longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
+                if longest and longest > _MAX_ATTRIBUTE_CHARS:
+                    raise ExtractRejected(
+                        f"column {column!r} holds a value of {longest:,} bytes (attributes are "
+                        "short codes: bands, districts, categories)",
+                        "attribute",
+                    )
+                distinct = [v for v in values.to_pylist() if v is not None]
                 if kind == "in":
                     assert allowed is not None
                     bad_values = [v for v in distinct if v not in allowed]

@@ -8,8 +8,7 @@ figures and aggregate model diagnostics.
 
 from __future__ import annotations
 
-import io
-import json
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,23 +18,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import select
 
 from linkage.disclose import disclose
 from linkage.errors import DisclosureError, LinkageError
-from linkage.match import Backend, link
+from linkage.match import link
+from linkage.spec import policy_fingerprint
 from linkage.stats import compute_figures
-from service.crypto import open_bytes, open_sealed, seal_bytes
+from service.auth.partners import one_per_partner, partner_label
 from service.db import Database
-from service.db.models import Principal, Project, Submission
+from service.db.models import Partner, Principal, Project, Submission
 from service.processes import owned_by_other_live_process
-from service.projects.service import disclosure_policy, project_spec
+from service.projects.rules import RunRules
+from service.projects.service import disclosure_policy, project_rules, project_spec
 from service.settings import Settings
-from service.worker.queue import Claim
+from service.worker.opening import SubmissionUnusable, open_accepted
+from service.worker.queue import Claim, recorded_state_version
+from service.worker.spark import run_backend
+from service.worker.state import (
+    EnclaveState,
+    StateError,
+    cell_key_secret,
+    load_state,
+    rules_digest,
+)
 
-__all__ = ["RunFailed", "compute_release", "private_workdir", "sweep_stale_workdirs"]
+__all__ = [
+    "GENERIC_FAILURE",
+    "RunFailed",
+    "compute_release",
+    "private_workdir",
+    "state_dir",
+    "sweep_stale_workdirs",
+]
+
+#: the one message of every failure whose cause lies in the linked data: which error
+#: it was could depend on whether one person is in the data (issue 12, attack 5)
+GENERIC_FAILURE = "the linkage could not produce a release from the current submissions"
 
 Progress = Callable[[str, float], None]
 _PREFIX = "run-"
@@ -70,29 +91,57 @@ def private_workdir(settings: Settings, run_id: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _anchors_path(settings: Settings, project_id: str) -> Path:
-    return settings.data_dir / "enclave" / f"{project_id}.anchors.sealed"
+def state_dir(settings: Settings) -> Path:
+    """Where the enclave keeps its authenticated per-project state (worker-only)."""
+    return settings.data_dir / "enclave"
 
 
-def _load_anchors(
-    settings: Settings, key: X25519PrivateKey, project_id: str
-) -> dict[str, tuple[int, int | None]]:
-    path = _anchors_path(settings, project_id)
-    if not path.exists():
-        return {}
-    data = json.loads(open_bytes(path.read_bytes(), key, path.name))
-    return {k: (int(v[0]), v[1]) for k, v in data.items()}
+def _trusted_state(
+    settings: Settings, key: X25519PrivateKey, claim: Claim, db_version: int, audited: int
+) -> EnclaveState:
+    """The project's state at the claim's version, or RunFailed (missing, forged, rolled
+    back, or a counter that disagrees with the audit log)."""
+    if db_version != claim.state_version:
+        raise RunFailed("another release of this project was stored meanwhile; run again")
+    if audited != claim.state_version:
+        raise RunFailed(
+            "enclave state for this project is missing or was altered "
+            f"(version {max(audited, claim.state_version)} expected)"
+        )
+    try:
+        return load_state(state_dir(settings), key, claim.project_id, claim.state_version)
+    except StateError as exc:
+        raise RunFailed(str(exc)) from None
 
 
-def save_anchors(
-    settings: Settings, key: X25519PrivateKey, project_id: str, anchors: dict[str, Any]
-) -> None:
-    """Exact values behind past releases, sealed to the enclave itself (never in the DB)."""
-    path = _anchors_path(settings, project_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(seal_bytes(json.dumps(anchors).encode(), key.public_key()))
-    os.replace(tmp, path)
+def _content_digest(table: pa.Table) -> str:
+    """SHA-256 of an opened extract's content (Arrow IPC stream), computed in the enclave."""
+    digest = hashlib.sha256()
+
+    class _Sink:
+        closed = False
+
+        def write(self, data: Any) -> int:
+            digest.update(data)
+            return len(data)
+
+        def flush(self) -> None:
+            return None
+
+    with pa.ipc.new_stream(pa.PythonFile(_Sink(), mode="w"), table.schema) as writer:
+        writer.write_table(table)
+    return digest.hexdigest()
+
+
+def _chosen(claim: Claim, rules: RunRules) -> tuple[float, int]:
+    """The run's parameters from the project's menu (the API refuses others; checked
+    again here because the queue is in storage the operator controls)."""
+    assert rules.match_thresholds and rules.frequent_thresholds
+    threshold = claim.params.get("threshold", rules.match_thresholds[0])
+    frequent = claim.params.get("frequent_threshold", rules.frequent_thresholds[0])
+    if threshold not in rules.match_thresholds or frequent not in rules.frequent_thresholds:
+        raise RunFailed("the run's parameters are not in the project's menu")
+    return float(threshold), int(frequent)
 
 
 def compute_release(
@@ -101,52 +150,69 @@ def compute_release(
     key: X25519PrivateKey,
     claim: Claim,
     progress: Progress,
-) -> tuple[dict[str, Any], float, dict[str, Any]]:
-    """Link the project's current submissions; return (released JSON, epsilon, anchors)."""
+) -> tuple[dict[str, Any], float, EnclaveState]:
+    """Link the project's current submissions; return (released JSON, epsilon, the
+    enclave's next state). The caller stores that state before the release commits."""
+    if claim.refused:
+        raise RunFailed(claim.refused)
     with db.transaction() as session:
         project = session.get(Project, claim.project_id)
         if project is None:
             raise RunFailed("the project no longer exists")
         spec, policy = project_spec(project), disclosure_policy(project)
-        epsilon_left = (policy.dp.epsilon_budget - project.epsilon_spent) if policy.dp else None
+        rules, rules_json = project_rules(project), project.run_rules_json
+        db_version = project.enclave_state_version
+        audited = recorded_state_version(session, project.id)
         rows = session.execute(
-            select(Submission, Principal.name)
+            # extracts are named by partner organisation, so two tokens of one partner
+            # (a rotation, a second machine) stay one partner
+            select(Submission, partner_label())
             .join(Principal, Principal.id == Submission.partner_id)
+            .outerjoin(Partner, Partner.id == Principal.partner_id)
             .where(
                 Submission.project_id == project.id,
+                Submission.status == "accepted",  # judged by the enclave's validator
                 Submission.superseded_at.is_(None),
                 Submission.purged_at.is_(None),
             )  # fmt: skip
-            .order_by(Principal.name)
+            .order_by(partner_label())
         ).all()
-        sources = [(name, settings.data_dir / sub.blob_path, sub.id) for sub, name in rows]
+        sources = [(name, settings.data_dir / sub.blob_path, sub.id)
+                   for sub, name in one_per_partner((sub, name) for sub, name in rows)]  # fmt: skip
+    state = _trusted_state(settings, key, claim, db_version, audited)
+    if state.rules_digest is not None and state.rules_digest != rules_digest(rules_json):
+        raise RunFailed("the project's run rules changed after its first release")
+    threshold, frequent = _chosen(claim, rules)
     if not sources:
         raise RunFailed("the project has no current submissions to link")
-    if (
-        policy.dp is not None
-        and epsilon_left is not None
-        and epsilon_left < policy.dp.epsilon_per_release
-    ):
-        raise RunFailed(
-            f"the project's privacy budget is spent ({max(epsilon_left, 0):.3g} epsilon left)"
-        )
+    epsilon_left = None
+    if policy.dp is not None:
+        # the enclave's own ledger, not the database's counter, is what it trusts
+        epsilon_left = policy.dp.epsilon_budget - state.epsilon_spent
+        if epsilon_left < policy.dp.epsilon_per_release - 1e-9 or (
+            claim.epsilon_reserved < policy.dp.epsilon_per_release - 1e-9
+        ):
+            raise RunFailed(
+                f"the project's privacy budget is spent ({max(epsilon_left, 0):.3g} epsilon left)"
+            )
 
     progress("opening sealed submissions", 0.02)
+    policy_fp = policy_fingerprint(policy)
     extracts = {}
-    for name, path, sub_id in sources:
+    for name, path, _sub_id in sources:
         try:
-            buffer = io.BytesIO(b"".join(open_sealed(path, key)))
-        except FileNotFoundError:
-            raise RunFailed(f"submission {sub_id} is missing from storage") from None
-        extracts[name] = pq.read_table(buffer)
-        del buffer
-
-    threshold = claim.params.get("threshold")
-    frequent = claim.params.get("frequent_threshold")
+            extracts[name] = open_accepted(path, key, claim.project_id, policy_fp, name)
+        except SubmissionUnusable as exc:
+            raise RunFailed(str(exc)) from None
+        if extracts[name].num_rows < rules.min_extract_rows:
+            # the partner's own choice, already visible to it: no one else's data in it
+            raise RunFailed(
+                f"the current submission of {name} has fewer rows than the project's "
+                f"minimum of {rules.min_extract_rows}"
+            )
+    digests = sorted(_content_digest(table) for table in extracts.values())
     with private_workdir(settings, claim.run_id) as workdir:
-        backend = Backend(
-            kind=settings.linkage_backend, temp_dir=workdir, spark_master=settings.spark_master
-        )
+        backend = run_backend(settings, workdir)  # memory limit, spill cap, worker's Spark
         try:
             linked = link(extracts, spec, backend=backend, threshold=threshold,
                           on_progress=lambda stage, done: progress(stage, 0.05 + 0.8 * done))  # fmt: skip
@@ -154,13 +220,21 @@ def compute_release(
             progress("statistics", 0.9)
             figures = compute_figures(linked.records, spec, frequent)
             del linked.records
-            release = disclose(figures, policy, anchors=_load_anchors(settings, key, claim.project_id),
-                               epsilon_left=epsilon_left,
-                               histogram=linked.diagnostics["match_weight_histogram"])  # fmt: skip
-        except DisclosureError as exc:
-            raise RunFailed(str(exc)) from None
-        except LinkageError as exc:
-            raise RunFailed(str(exc)) from None
+            release = disclose(
+                figures,
+                policy,
+                anchors=state.anchors,
+                epsilon_left=epsilon_left,
+                histogram=linked.diagnostics["match_weight_histogram"],
+                comparisons=linked.diagnostics["comparisons"],
+                cell_key_secret=cell_key_secret(key, claim.project_id),
+                # the noise is keyed by what the enclave itself saw, so neither the
+                # operator (rows it can edit) nor a re-sealed copy can redraw it
+                parameters={"threshold": threshold, "frequent_threshold": frequent},
+                inputs=digests,
+            )
+        except (DisclosureError, LinkageError):
+            raise RunFailed(GENERIC_FAILURE) from None
     released = {
         "run_id": claim.run_id,
         "project_id": claim.project_id,
@@ -168,16 +242,24 @@ def compute_release(
         "released_to": claim.requested_by,
         "partners": figures.partners,
         "attributes": figures.attributes,
-        "frequent_threshold": frequent or spec.statistics.frequent_threshold,
-        "match_threshold": threshold or spec.matching.threshold,
+        "frequent_threshold": frequent,
+        "match_threshold": threshold,
         "policy": policy.model_dump(mode="json"),
         "figures": release.figures,
         "suppressed": release.suppressed,
+        "suppressed_reason": release.suppressed_reason,  # primary or secondary, per figure
         "epsilon_spent": release.epsilon_spent,
+        "guarantee": release.guarantee,  # the mechanism and its parameters, in words
         "diagnostics": {
-            "comparisons": linked.diagnostics["comparisons"],
+            "comparisons": release.comparisons,  # m/u per level: withheld by disclose
             "match_weight_histogram": release.histogram,
             "submissions": len(sources),
+            # how the linkage was done, in words (warnings, rules, passes): no counts
+            "linkage": linked.analyst_diagnostics(),
         },
     }
-    return released, release.epsilon_spent, release.anchors
+    return (
+        released,
+        release.epsilon_spent,
+        state.next(release.anchors, release.epsilon_spent, rules_digest(rules_json)),
+    )

@@ -5,6 +5,7 @@ Also purges submissions past their project's retention on a schedule.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -16,8 +17,18 @@ from service.crypto import load_enclave_private_key
 from service.db import Database
 from service.logs import log
 from service.settings import Settings
-from service.worker.enclave import RunFailed, compute_release, save_anchors, sweep_stale_workdirs
+from service.worker.enclave import (
+    GENERIC_FAILURE,
+    RunFailed,
+    compute_release,
+    state_dir,
+    sweep_stale_workdirs,
+)
+from service.worker.intake import validate_received
 from service.worker.queue import Claim, claim_next, finish_failed, finish_with_results, renew
+from service.worker.spark import stop_worker_spark, sweep_spark_scratch
+from service.worker.state import prune_states, store_state
+from service.worker.supervise import run_limited
 
 __all__ = ["Worker"]
 
@@ -39,16 +50,23 @@ class Worker:
         self.key = load_enclave_private_key(settings.enclave_private_key_path)
         self.actor = Actor(f"worker:{socket.gethostname()}:{os.getpid()}", "enclave")
         self._last_purge = 0.0
-        swept = sweep_stale_workdirs(settings)
+        swept = sweep_stale_workdirs(settings) + sweep_spark_scratch(settings)
         if swept:
             log("worker swept stale work directories", count=swept)
 
     def run_once(self) -> str | None:
-        """Claim and process one run; returns its id, or None when the queue is empty."""
+        """Claim and process one run; returns its id, or None when the queue is empty.
+
+        Received submissions are judged first, so a run links what was accepted."""
+        self.validate_received()
         claim = claim_next(self.db, self.actor, self.settings.run_lease_seconds)
         if claim is None:
             return None
         log("run claimed", run=claim.run_id, attempt=claim.attempt)
+        # a run taken over after a kill -9 may find the dead worker's computing child
+        # still exiting at start-up: sweep again now, so its scratch does not outlive it
+        if sweep_stale_workdirs(self.settings):
+            log("worker swept stale work directories before a run")
         beat = _Heartbeat()
         thread = threading.Thread(target=self._heartbeat, args=(claim, beat), daemon=True)
         thread.start()
@@ -56,28 +74,61 @@ class Worker:
         def progress(stage: str, done: float) -> None:
             beat.stage, beat.progress = stage, done
 
+        started = time.monotonic()
         try:
-            released, epsilon, anchors = compute_release(
-                self.settings, self.db, self.key, claim, progress
-            )
+            # in a child process this worker can kill: a wall-clock limit per run, and no
+            # orphaned computation if this worker dies
+            released, epsilon, state = run_limited(
+                compute_release, self.settings, self.key, claim, progress=progress,
+                url=self.settings.url, limit_seconds=self.settings.run_time_limit_seconds,
+            )  # fmt: skip
+            # the next state is on disk before the release commits; the old one goes after
+            store_state(state_dir(self.settings), self.key, state)
+            self._hold(started, beat)
             beat.stop.set()
             thread.join()
-            if finish_with_results(self.db, claim, self.actor, released, epsilon):
-                save_anchors(self.settings, self.key, claim.project_id, anchors)
-                log("run done", run=claim.run_id)
+            outcome = finish_with_results(self.db, claim, self.actor, released, epsilon)
+            if outcome in ("done", "held"):
+                prune_states(state_dir(self.settings), claim.project_id, state.version)
+                log("run " + outcome, run=claim.run_id)
+            elif outcome == "state_moved":
+                finish_failed(self.db, claim, self.actor,
+                              "another release of this project was stored meanwhile; run again")  # fmt: skip
+                log("run failed: enclave state moved", run=claim.run_id)
+            elif outcome == "unreserved":
+                finish_failed(self.db, claim, self.actor,
+                              "the release needs more privacy budget than the run reserved")  # fmt: skip
+                log("run failed: budget not reserved", run=claim.run_id)
             else:
                 log("run lost its lease; result discarded", run=claim.run_id)
         except RunFailed as exc:
+            self._hold(started, beat)
             beat.stop.set()
             finish_failed(self.db, claim, self.actor, str(exc))
             log("run failed", run=claim.run_id, reason=str(exc))
         except Exception as exc:  # never let a record value reach the message
+            # nor which error it was: that could depend on one person being in the data
+            self._hold(started, beat)
             beat.stop.set()
-            finish_failed(self.db, claim, self.actor, f"internal error ({type(exc).__name__})")
+            finish_failed(self.db, claim, self.actor, GENERIC_FAILURE)
             log("run failed", run=claim.run_id, error_type=type(exc).__name__)
         finally:
             beat.stop.set()
         return claim.run_id
+
+    def _hold(self, started: float, beat: _Heartbeat) -> None:
+        """Wait (lease still renewed) until the run's age is a multiple of the quantum, so
+        a release and a failure of similar runs are stored at the same times."""
+        quantum = self.settings.run_time_quantum
+        if quantum <= 0:
+            return
+        elapsed = time.monotonic() - started
+        target = max(math.ceil(elapsed / quantum), 1) * quantum
+        beat.stop.wait(max(target - elapsed, 0.0))
+
+    def validate_received(self) -> int:
+        """Open and judge received submissions (child process, limits); returns how many."""
+        return validate_received(self.settings, self.db, self.key, self.actor)
 
     def _heartbeat(self, claim: Claim, beat: _Heartbeat) -> None:
         interval = max(self.settings.run_lease_seconds / 3, 0.5)
@@ -108,6 +159,9 @@ class Worker:
         """Poll for runs until ``stop`` is set, or until ``parent_pid`` is gone (an embedded
         worker must not outlive a server that was killed)."""
         stop = stop or threading.Event()
+        from service.audit.signer import start_signer
+
+        start_signer(self.settings, self.db, stop)  # the signing key lives here, not in the API
         log("worker started", worker=self.actor.name)
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
@@ -116,3 +170,4 @@ class Worker:
             self.purge_if_due()
             if self.run_once() is None:
                 stop.wait(self.settings.worker_poll_seconds)
+        stop_worker_spark()  # (also at exit, for the return above)

@@ -71,7 +71,11 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
     s.token("analyst", "analyst")
     s.token("dpo", "dpo")
     s.project_id = s.project(members=[*partners, "analyst"])
-    extracts = _extracts()
+    from tests.sealed import sealed_upload
+
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    sealed = [sealed_upload(data, project, key) for data in _extracts()]
     server, url, context, _log = _serve(
         s, tmp_path, PPRL_WORKER_EMBEDDED="true", PPRL_WORKER_POLL_SECONDS="0.2"
     )
@@ -85,8 +89,11 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
                 with httpx.Client(verify=context, timeout=120) as c:
                     r = c.post(
                         f"{url}/v1/projects/{s.project_id}/submissions",
-                        content=extracts[i],
-                        headers={"Authorization": f"Bearer {s.tokens[partners[i]]}"},
+                        content=sealed[i][1],
+                        headers={
+                            **sealed[i][0],
+                            "Authorization": f"Bearer {s.tokens[partners[i]]}",
+                        },
                     )
                     statuses.append(r.status_code)
                     if r.status_code >= 500:
@@ -143,7 +150,7 @@ def test_twenty_partners_runs_and_a_dpo_at_once(service: Service, tmp_path: Path
         server.terminate()
         server.wait(timeout=30)
     assert not errors, errors[:3]
-    assert sorted(statuses) == [201] * PARTNERS
+    assert sorted(statuses) == [202] * PARTNERS
     assert final[runs[-1]] == "done", final  # the run after all uploads links all 20
     assert all(v in ("done", "failed") for v in final.values())
     assert verify["ok"], verify["summary"]

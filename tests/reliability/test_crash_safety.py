@@ -14,45 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pyarrow.csv as pacsv
 import pytest
 from sqlalchemy import func, select
 
-from linkage.encode import hash_file
-from linkage.spec import load_spec
-from linkage.synthetic import generate_partners
-from service.db.models import AuditEvent, Result, Run, Submission
+from service.db.models import AuditEvent, Result, Submission
 from service.tlscert import make_local_tls
-from tests.conftest import EXAMPLE_SPEC
 from tests.live_server import free_port, service_env, start_server
+from tests.reliability.runs import big_extracts, run_state
 from tests.service_fixtures import Service
-
-KEY = bytes(range(32))
 
 
 def _env(s: Service, **extra: str) -> dict[str, str]:
     return service_env(s.settings, PPRL_WORKER_POLL_SECONDS="0.2", **extra)
-
-
-def _big_extracts(tmp: Path, people: int) -> dict[str, bytes]:
-    out = {}
-    spec = load_spec(EXAMPLE_SPEC)
-    for name, table in generate_partners(people, seed=8).items():
-        if name not in ("housing", "police"):
-            continue
-        src, dst = tmp / f"{name}.csv", tmp / f"{name}.parquet"
-        pacsv.write_csv(table.drop(["person_id"]), src)
-        hash_file(spec, KEY, src, dst)
-        out[name] = dst.read_bytes()
-    return out
-
-
-def _run_state(s: Service, run_id: str) -> Run:
-    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
-        run = session.get(Run, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
 
 
 @pytest.mark.slow
@@ -60,8 +33,8 @@ def test_worker_killed_mid_run_completes_exactly_once(
     project_service: Service, tmp_path: Path
 ) -> None:
     s = project_service
-    for name, data in _big_extracts(tmp_path, 30_000).items():
-        assert s.upload(s.tokens[name], data).status_code == 201
+    for name, data in big_extracts(tmp_path, 30_000).items():
+        assert s.upload(s.tokens[name], data).status_code == 202
     analyst = s.as_(s.tokens["analyst"])
     run_id = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
     env = _env(s, PPRL_RUN_LEASE_SECONDS="3")
@@ -73,7 +46,7 @@ def test_worker_killed_mid_run_completes_exactly_once(
     )
     deadline = time.monotonic() + 120
     while True:
-        state = _run_state(s, run_id)
+        state = run_state(s, run_id)
         assert state.status in ("queued", "running"), (
             f"the run ended ({state.status}) before the worker could be killed"
         )
@@ -83,7 +56,7 @@ def test_worker_killed_mid_run_completes_exactly_once(
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    state = _run_state(s, run_id)
+    state = run_state(s, run_id)
     assert state.status == "running" and state.attempts == 1
     assert (
         s.http.get(
@@ -105,7 +78,7 @@ def test_worker_killed_mid_run_completes_exactly_once(
             code = s.http.get(
                 f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst
             ).status_code
-            status = _run_state(s, run_id).status
+            status = run_state(s, run_id).status
             if code == 200:
                 assert status == "done", f"results were served while the run was {status}"
             else:
@@ -116,7 +89,7 @@ def test_worker_killed_mid_run_completes_exactly_once(
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
-    state = _run_state(s, run_id)
+    state = run_state(s, run_id)
     assert state.status == "done" and state.attempts == 2
     with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
         assert session.execute(select(func.count()).select_from(Result)).scalar() == 1
@@ -163,7 +136,11 @@ def test_server_killed_mid_upload_leaves_no_half_submission(
     hashed_extracts: dict[str, Path],
 ) -> None:
     s, url, context, procs = live_server
-    data = hashed_extracts["housing"].read_bytes()
+    from tests.sealed import sealed_upload
+
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    sealed_headers, data = sealed_upload(hashed_extracts["housing"].read_bytes(), project, key)
     sent = threading.Event()
 
     def slow_body() -> Iterator[bytes]:
@@ -179,6 +156,7 @@ def test_server_killed_mid_upload_leaves_no_half_submission(
                 content=slow_body(),
                 verify=context,
                 headers={
+                    **sealed_headers,
                     "Authorization": f"Bearer {s.tokens['housing']}",
                     "Content-Length": str(len(data)),
                 },
@@ -190,7 +168,11 @@ def test_server_killed_mid_upload_leaves_no_half_submission(
     thread = threading.Thread(target=upload, daemon=True)
     thread.start()
     assert sent.wait(30)
-    time.sleep(0.5)
+    # the envelope is checked against the database before the body is written: under load
+    # that takes a moment, so wait for the partial file rather than a fixed time
+    deadline = time.monotonic() + 20
+    while not list(s.settings.incoming_dir.glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert list(s.settings.incoming_dir.glob("*.part")), "the upload should be in flight"
     procs[0].send_signal(signal.SIGKILL)
     procs[0].wait()

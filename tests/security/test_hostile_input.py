@@ -3,6 +3,7 @@ service still healthy afterwards."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from typing import Any
@@ -78,19 +79,43 @@ def _nothing_stored(s: Service) -> None:
     assert not list(s.settings.data_dir.rglob("*.sealed")) and not list(
         s.settings.data_dir.rglob("*.part")
     )
-    assert (
-        s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
-    )
+    subs = s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json()
+    assert all(x["status"] == "rejected" for x in subs), subs
     assert s.http.get("/healthz").status_code == 200
 
 
-def test_hostile_uploads_get_one_clear_4xx(project_service: Service) -> None:
+def _roomy_project(s: Service) -> None:
+    """A project whose rate limit does not stop a fuzzer's many resubmissions."""
+    s.project_id = s.project(
+        name="hostile", members=["housing"], run_rules={"resubmissions_per_period": 1000}
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()
+
+
+envelope_headers = st.one_of(
+    st.none(),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300),
+    st.binary(max_size=300).map(_b64),
+    st.dictionaries(st.text(max_size=20), st.text(max_size=20) | st.integers(), max_size=14).map(
+        lambda d: _b64(json.dumps(d).encode())
+    ),
+)
+
+
+def test_hostile_envelopes_get_one_clear_4xx(project_service: Service) -> None:
+    """Whatever the header and body, the API answers one sentence and stores nothing."""
     s = project_service
 
     @HOSTILE
-    @given(uploads)
-    def attempt(body: bytes) -> None:
-        r = s.upload(s.tokens["housing"], body)
+    @given(envelope_headers, st.binary(max_size=2000))
+    def attempt(header: str | None, body: bytes) -> None:
+        headers = {**s.as_(s.tokens["housing"]), "Content-Type": "application/vnd.pprl.sealed"}
+        if header is not None:
+            headers["X-PPRL-Envelope"] = header
+        r = s.http.post(f"/v1/projects/{s.project_id}/submissions", headers=headers, content=body)
         assert 400 <= r.status_code < 500, (r.status_code, r.text)
         detail = r.json()["detail"]
         assert isinstance(detail, str) and 10 < len(detail) < 600
@@ -99,14 +124,40 @@ def test_hostile_uploads_get_one_clear_4xx(project_service: Service) -> None:
     _nothing_stored(s)
 
 
-def test_decompression_bomb_is_refused(project_service: Service) -> None:
+def test_hostile_extracts_are_rejected_by_the_enclave(project_service: Service) -> None:
+    """Properly sealed, hostile inside: received, then rejected with one clear reason."""
+    s = project_service
+    _roomy_project(s)
+
+    @settings(HOSTILE, max_examples=12)
+    @given(uploads)
+    def attempt(body: bytes) -> None:
+        r = s.upload(s.tokens["housing"], body)
+        if r.status_code == 409:  # the same hostile bytes drawn twice
+            return
+        assert r.status_code == 202, (r.status_code, r.text)
+        s.judge()
+        sub = s.http.get(
+            f"/v1/projects/{s.project_id}/submissions/{r.json()['id']}",
+            headers=s.as_(s.tokens["housing"]),
+        ).json()
+        assert sub["status"] == "rejected", sub
+        assert isinstance(sub["reason"], str) and 10 < len(sub["reason"]) < 600
+
+    attempt()
+    _nothing_stored(s)
+
+
+def test_decompression_bomb_is_rejected(project_service: Service) -> None:
     s = project_service
     bomb = _parquet(
         pa.table({"t_nhs_number_exact": pa.repeat(pa.scalar(0, pa.int64()), 20_000_000)})
     )
     assert len(bomb) < 2_000_000
-    r = s.upload(s.tokens["housing"], bomb)
-    assert r.status_code == 422 and "declares far more data" in r.json()["detail"]
+    assert s.upload(s.tokens["housing"], bomb).status_code == 202
+    s.judge()
+    (sub,) = s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json()
+    assert sub["status"] == "rejected" and "declares far more data" in sub["reason"]
     _nothing_stored(s)
 
 

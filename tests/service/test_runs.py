@@ -12,7 +12,7 @@ from tests.service_fixtures import Service
 
 def _submit_both(s: Service, extracts: dict[str, Path]) -> None:
     for partner in ("housing", "police"):
-        assert s.upload(s.tokens[partner], extracts[partner].read_bytes()).status_code == 201
+        assert s.upload(s.tokens[partner], extracts[partner].read_bytes()).status_code == 202
 
 
 def test_run_releases_only_disclosure_controlled_aggregates(

@@ -1,9 +1,11 @@
-"""Submissions over HTTP: accepted, superseded, every kind of bad upload, sealed at rest."""
+"""Submissions over HTTP: sealed on the partner's side, envelope checked by the API,
+opened and judged only by the enclave; accepted, superseded, every kind of bad upload."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,46 +13,56 @@ import pytest
 
 from linkage.manifest import MANIFEST_KEY
 from service.crypto import SealError, load_enclave_private_key, open_sealed
+from service.crypto.envelope import split_frame
 from tests.service_fixtures import Service
+
+
+def _subs(s: Service, token: str) -> list[dict[str, Any]]:
+    r = s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(token))
+    assert r.status_code == 200, r.text
+    return list(r.json())
 
 
 def test_accept_then_supersede(project_service: Service, hashed_extracts: dict[str, Path]) -> None:
     s = project_service
     data = hashed_extracts["housing"].read_bytes()
     r = s.upload(s.tokens["housing"], data)
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     receipt = r.json()
-    assert receipt["version"] == 1 and receipt["status"] == "current"
+    assert receipt["version"] == 1 and receipt["status"] == "received" and not receipt["current"]
     assert receipt["rows"] == pq.read_metadata(hashed_extracts["housing"]).num_rows
-    assert (
-        r.headers["cache-control"] == "no-store"
-        and "max-age" in r.headers["strict-transport-security"]
-    )
-    assert r.headers["x-request-id"]
-    # the project now has the key check value of the first submission
+    assert r.headers["cache-control"] == "no-store"
+    # the API fixed nothing yet: only the enclave's verdict counts
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    assert project["key_check_value"] is None
+    assert s.judge() == 1
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert (sub["status"], sub["current"], sub["reason"]) == ("accepted", True, None)
     project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
     assert project["key_check_value"] is not None
-    # same file twice: 409, nothing new
+    # same file twice: 409 from the envelope, nothing new
     again = s.upload(s.tokens["housing"], data)
     assert again.status_code == 409 and "identical" in again.json()["detail"]
-    # a different file supersedes
-    police_file = hashed_extracts["police"].read_bytes()
-    r2 = s.upload(s.tokens["housing"], police_file)
-    assert r2.status_code == 201 and r2.json()["version"] == 2
-    subs = s.http.get(
-        f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["housing"])
-    ).json()
-    assert [(x["version"], x["status"]) for x in subs] == [(1, "superseded"), (2, "current")]
+    # a different file is received but does not supersede until the enclave accepts it
+    r2 = s.upload(s.tokens["housing"], hashed_extracts["police"].read_bytes())
+    assert r2.status_code == 202 and r2.json()["version"] == 2
+    assert [(x["version"], x["status"], x["current"]) for x in _subs(s, s.tokens["housing"])] == [
+        (1, "accepted", True),
+        (2, "received", False),
+    ]
+    s.judge()
+    subs = _subs(s, s.tokens["housing"])
+    assert [(x["version"], x["status"], x["current"]) for x in subs] == [
+        (1, "accepted", False),
+        (2, "accepted", True),
+    ]
+    assert subs[0]["superseded_at"] is not None
     actions = s.audit_actions()
-    assert ("submission.accepted", "ok") in actions and ("submission.superseded", "ok") in actions
+    for event in ("submission.received", "submission.accepted", "submission.superseded"):
+        assert (event, "ok") in actions
     assert ("submission.rejected", "rejected") in actions  # the duplicate
     # a partner sees only its own submissions
-    assert (
-        s.http.get(
-            f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.tokens["police"])
-        ).json()
-        == []
-    )
+    assert _subs(s, s.tokens["police"]) == []
 
 
 def _mutate(path: Path, change) -> bytes:  # type: ignore[no-untyped-def]
@@ -71,40 +83,48 @@ def _plaintext_names(
     ), meta
 
 
+def _repeat_one_person(
+    table: pa.Table, meta: dict[bytes, bytes]
+) -> tuple[pa.Table, dict[bytes, bytes]]:
+    """Fillers: one real row copied 2,000 times (outweighs everyone else)."""
+    import json
+
+    copies = pa.concat_tables([table, *([table.slice(0, 1)] * 2000)])
+    manifest = json.loads(meta[MANIFEST_KEY])
+    manifest["rows_written"] = copies.num_rows
+    return copies, {**meta, MANIFEST_KEY: json.dumps(manifest).encode()}
+
+
 @pytest.mark.parametrize(
-    ("make", "status", "message"),
+    ("make", "message"),
     [
-        (lambda f: b"", 400, "the upload is empty"),
-        (lambda f: b"name,dob\nAnn,1980-01-01\n", 422, "not a Parquet file"),
-        (lambda f: f.read_bytes()[: len(f.read_bytes()) // 2], 422, "not a Parquet file"),
+        (lambda f: b"", "the upload is empty"),
+        (lambda f: b"name,dob\nAnn,1980-01-01\n", "not a Parquet file"),
+        (lambda f: f.read_bytes()[: len(f.read_bytes()) // 2], "not a Parquet file"),
         (
             lambda f: _mutate(f, lambda t, m: (t.drop(["t_dob_year"]), m)),
-            422,
             "missing column 't_dob_year'",
         ),
         (
             lambda f: _mutate(
                 f, lambda t, m: (t.append_column("notes", pa.array(["x"] * t.num_rows)), m)
             ),
-            422,
             "unexpected column 'notes'",
         ),
         (
             lambda f: _mutate(
                 f, lambda t, m: (t.append_column("forename", pa.array(["ANN"] * t.num_rows)), m)
             ),
-            422,
             "plaintext identifier",
         ),
-        (lambda f: _mutate(f, _plaintext_names), 422, "Run `pprl hash`"),
+        (lambda f: _mutate(f, _plaintext_names), "Run `pprl hash`"),
         (
             lambda f: _mutate(
                 f, lambda t, m: (t, {k: v for k, v in m.items() if k != MANIFEST_KEY})
             ),
-            422,
             "no pprl manifest",
         ),
-        (lambda f: _mutate(f, lambda t, m: (t.slice(0, 10), m)), 422, "altered after `pprl hash`"),
+        (lambda f: _mutate(f, lambda t, m: (t.slice(0, 10), m)), "altered after `pprl hash`"),
         (
             lambda f: _mutate(
                 f,
@@ -117,9 +137,9 @@ def _plaintext_names(
                     m,
                 ),
             ),
-            422,
             "a_area",
         ),
+        (lambda f: _mutate(f, _repeat_one_person), "an extract lists each person about once"),
     ],
     ids=[
         "empty",
@@ -132,36 +152,117 @@ def _plaintext_names(
         "no-manifest",
         "rows-altered",
         "fine-grained-area",
+        "one-person-repeated",
     ],
 )
-def test_bad_uploads_are_refused_and_leave_nothing(
+def test_bad_extracts_are_rejected_by_the_enclave_and_leave_nothing(
     project_service: Service,
     hashed_extracts: dict[str, Path],
     make,
-    status: int,
     message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     s = project_service
     r = s.upload(s.tokens["housing"], make(hashed_extracts["housing"]))
-    assert r.status_code == status, r.text
-    assert message in r.json()["detail"]
-    assert not list(s.settings.data_dir.rglob("*.sealed")) and not list(
-        s.settings.data_dir.rglob("*.part")
-    )
-    assert (
-        s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json() == []
-    )
+    assert r.status_code == 202, r.text  # the API cannot look inside: only the enclave can
+    assert s.judge() == 1
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "rejected" and not sub["current"]
+    assert message in sub["reason"], sub["reason"]
+    assert not list(s.settings.data_dir.rglob("*.sealed"))
+    assert not list(s.settings.data_dir.rglob("*.part"))
     assert s.audit_actions()[-1] == ("submission.rejected", "rejected")
     assert s.http.get("/healthz").status_code == 200
+
+
+def test_a_rejected_submission_never_supersedes_an_accepted_one(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    good = s.submit(s.tokens["housing"], hashed_extracts["housing"].read_bytes())
+    assert good["status"] == "accepted" and good["current"]
+    bad = s.submit(s.tokens["housing"], b"not a parquet file at all")
+    assert bad["status"] == "rejected"
+    subs = _subs(s, s.tokens["housing"])
+    assert [(x["version"], x["status"], x["current"]) for x in subs] == [
+        (1, "accepted", True),
+        (2, "rejected", False),
+    ]
+
+
+def test_row_ref_is_refused_by_the_enclave(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), strip_row_ref=False)
+    assert r.status_code == 202, r.text
+    s.judge()
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "rejected" and "row_ref" in sub["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"spec_fingerprint": "sha256:" + "0" * 64}, "different spec"),
+        ({"policy_fingerprint": "sha256:" + "1" * 64}, "disclosure policy has changed"),
+        ({"enclave_key_fingerprint": "2" * 64}, "another enclave key"),
+        ({"project_id": "another-project"}, "another project"),
+        ({"sealed_sha256": "3" * 64}, "does not match its envelope"),
+        ({"sealed_bytes": 10}, "envelope"),
+    ],
+    ids=["spec", "policy", "enclave-key", "project", "digest", "size"],
+)
+def test_envelope_that_does_not_fit_is_refused_by_the_api(
+    project_service: Service,
+    hashed_extracts: dict[str, Path],
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    s = project_service
+    r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), **change)
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+    assert s.audit_actions()[-1] == ("submission.rejected", "rejected")
+    assert _subs(s, s.admin) == []
+    assert not list(s.settings.data_dir.rglob("*.sealed"))
+    assert not list(s.settings.data_dir.rglob("*.part"))
+
+
+def test_missing_envelope_is_refused(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    r = s.http.post(
+        f"/v1/projects/{s.project_id}/submissions",
+        headers={**s.as_(s.tokens["housing"]), "Content-Type": "application/vnd.apache.parquet"},
+        content=hashed_extracts["housing"].read_bytes(),
+    )
+    assert r.status_code == 422 and "X-PPRL-Envelope header is missing" in r.json()["detail"]
+    assert not list(s.settings.data_dir.rglob("*.part"))
 
 
 def test_wrong_secret_is_caught_at_upload(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
     s = project_service
-    assert s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes()).status_code == 201
+    assert s.submit(s.tokens["housing"], hashed_extracts["housing"].read_bytes())["current"]
     r = s.upload(s.tokens["police"], hashed_extracts["wrong_secret"].read_bytes())
     assert r.status_code == 422 and "different secret" in r.json()["detail"]
+
+
+def test_two_first_submissions_under_different_secrets(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """Before any acceptance the API cannot know the secret: the enclave accepts the
+    first and rejects the other."""
+    s = project_service
+    assert s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes()).status_code == 202
+    wrong = s.upload(s.tokens["police"], hashed_extracts["wrong_secret"].read_bytes())
+    assert wrong.status_code == 202
+    s.judge()
+    assert _subs(s, s.tokens["housing"])[0]["status"] == "accepted"
+    police = _subs(s, s.tokens["police"])[0]
+    assert police["status"] == "rejected" and "different secret" in police["reason"]
 
 
 def test_oversize_upload_gets_413(
@@ -180,16 +281,24 @@ def test_sealed_blob_hides_tokens_and_detects_tampering(
 ) -> None:
     s = project_service
     source = hashed_extracts["housing"]
-    assert s.upload(s.tokens["housing"], source.read_bytes()).status_code == 201
+    assert s.upload(s.tokens["housing"], source.read_bytes()).status_code == 202
     (blob,) = list(s.settings.data_dir.rglob("*.sealed"))
     sealed = blob.read_bytes()
     tokens = pq.read_table(source, columns=["t_nhs_number_exact", "t_surname_exact"])
     sample = [v for col in tokens.columns for v in col.to_pylist()[:200] if v is not None]
     assert sample and not any(t in sealed for t in sample)
     key = load_enclave_private_key(s.settings.enclave_private_key_path)
-    assert b"".join(open_sealed(blob, key)) == source.read_bytes()
+    agreement, parquet = split_frame(b"".join(open_sealed(blob, key)))
+    assert agreement.project_id == s.project_id
+    opened = pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))
+    assert "row_ref" not in opened.column_names
+    assert opened.equals(pq.read_table(source).drop(["row_ref"]))
     flipped = bytearray(sealed)
     flipped[len(flipped) // 2] ^= 0x01
     blob.write_bytes(bytes(flipped))
     with pytest.raises(SealError, match="failed authentication"):
         b"".join(open_sealed(blob, key))
+    # the enclave rejects the tampered blob
+    s.judge()
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "rejected" and "does not open" in sub["reason"]

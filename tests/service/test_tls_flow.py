@@ -64,6 +64,8 @@ def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Pa
             env, "admin", "token", "create", "--role", "partner", "--name", "housing", "--json"
         ).stdout
     )
+    rules = tmp_path / "rules.json"  # the example extract has 43 rows
+    rules.write_text(json.dumps({"min_extract_rows": 20}))
     project = json.loads(
         pprl(
             env,
@@ -77,6 +79,8 @@ def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Pa
             "frequent users",
             "--member",
             "housing",
+            "--run-rules",
+            rules,
             "--json",
         ).stdout
     )
@@ -85,9 +89,15 @@ def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Pa
     pprl(env, "keygen", secret)
     hashed = tmp_path / "hashed.parquet"
     pprl(env, "hash", "--spec", EXAMPLE_SPEC, "--secret", secret, EXAMPLE_EXTRACT, hashed)
-    partner_env = {**env, "PPRL_TOKEN": partner["token"]}
-    receipt = json.loads(pprl(partner_env, "submit", "--project", "fsu", hashed, "--json").stdout)
-    assert receipt["version"] == 1 and receipt["rows"] > 0
+    partner_env = {**env, "PPRL_TOKEN": partner["token"],
+                   "PPRL_CONFIG_DIR": str(tmp_path / "partner-config")}  # fmt: skip
+    # the first submission needs the enclave fingerprint the partner was given
+    unconfirmed = pprl(partner_env, "submit", "--project", "fsu", hashed, check=False)
+    assert unconfirmed.returncode != 0 and "check the enclave key fingerprint" in unconfirmed.stderr
+    fingerprint = project["enclave_key_fingerprint"]
+    receipt = json.loads(pprl(partner_env, "submit", "--project", "fsu", hashed, "--wait",
+                              "--enclave-fingerprint", fingerprint, "--json").stdout)  # fmt: skip
+    assert receipt["version"] == 1 and receipt["rows"] > 0 and receipt["status"] == "accepted"
     # security headers on the wire
     r = httpx.get(f"{env['PPRL_URL']}/healthz", verify=ssl.create_default_context(cafile=str(ca)))
     assert r.headers["strict-transport-security"] and r.headers["cache-control"] == "no-store"
@@ -123,9 +133,10 @@ def test_partner_flow_over_tls(server: tuple[dict[str, str], Path], tmp_path: Pa
     state = json.loads(pprl(analyst_env, "run", "--project", "fsu", "--wait", "--json").stdout)
     assert state["status"] == "done"
     table = pprl(analyst_env, "results", "--project", "fsu").stdout
-    assert "distinct people" in table and "by age_band" in table
+    assert "distinct people" in table and "People by age band" in table
     rows = pprl(analyst_env, "results", "--project", "fsu", "--format", "csv").stdout.splitlines()
-    assert rows[0] == "figure,value" and any(r.startswith("persons.total,") for r in rows)
+    assert rows[0] == "figure_group,breakdown,value,status,figure"
+    assert any(r.endswith(",persons.total") for r in rows)
     chart = tmp_path / "chart.png"
     pprl(analyst_env, "results", "--project", "fsu", "--plot", chart, "--format", "json")
     assert chart.read_bytes()[:4] == b"\x89PNG"

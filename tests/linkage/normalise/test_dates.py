@@ -44,7 +44,7 @@ def test_accepted_formats(raw: str, expected: str) -> None:
         "1990",
         "",
         "   ",
-        "19901301",
+        "19903131",  # neither way round
     ],
 )
 def test_impossible_future_or_garbage_dates_are_missing(raw: str) -> None:

@@ -24,7 +24,7 @@ from linkage.normalise.names import name_variants, nickname_root, normalise_name
         ("McDonald", "MCDONALD"),
         ("", None),
         ("   ", None),
-        ("Mr", None),
+        ("Mr", "MR"),  # a title alone is the name itself (forename Mx, surname Lord)
         ("--", None),
         (None, None),
     ],

@@ -109,7 +109,7 @@ def test_parquet_input_and_small_batches_give_the_same_tokens(
     ("content", "message"),
     [
         ("", "the file is empty"),
-        ("nhs_number,forename\n1,2\n", "missing columns 'surname' (for surname)"),
+        ("nhs_number,forename\n1,2\n", "no column for surname (looked for 'surname')"),
         (
             "nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n",
             "has a header but no rows",
@@ -122,7 +122,7 @@ def test_parquet_input_and_small_batches_give_the_same_tokens(
         (
             "nhs_number,forename,surname,date_of_birth,sex,postcode,contacts,service_need\n"
             '1,Ann,Smith,1980-01-01,F,LS1 1AA,1,other\n2,Bob,"Jones\n',
-            "unreadable CSV",
+            "in.csv: row 3: broken quoting",
         ),
     ],
 )
@@ -200,3 +200,59 @@ def test_console_script_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["key_check_value"]) == 16
+
+
+def test_progress_is_drawn_only_once_work_starts(tmp_path: Path, secret_file: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("nhs_number,forename\n1,2\n")
+    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source,
+                           tmp_path / "o.parquet")  # fmt: skip
+    assert code != 0 and "no column for surname" in stderr
+    assert "hashing" not in stderr and "rows" not in stderr.split("error:")[0]
+    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file,
+                           EXAMPLE_EXTRACT, tmp_path / "o.parquet")  # fmt: skip
+    assert code == 0 and " rows" in stderr and " MB" in stderr
+
+
+def test_check_command_json_and_mapping_then_hash_with_it(
+    tmp_path: Path, secret_file: Path
+) -> None:
+    source = tmp_path / "odd.csv"
+    text = EXAMPLE_EXTRACT.read_text().replace('"nhs_number"', '"NHS No."', 1)
+    source.write_bytes(text.replace(",", ";").encode("cp1252"))
+    mapping = tmp_path / "mapping.json"
+    code, stdout, stderr = pprl("check", "--spec", EXAMPLE_SPEC, source, "--column",
+                                "nhs_number=NHS No.", "--save-mapping", mapping, "--json")  # fmt: skip
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["read"] == {"kind": "csv", "encoding": "cp1252", "delimiter": "semicolon",
+                              "sheet": None}  # fmt: skip
+    nhs = next(c for c in report["columns"] if c["field"] == "nhs_number")
+    assert nhs["column"] == "NHS No." and nhs["invalid"] == 1 and nhs["example_rows"]
+    code, stdout, _ = pprl("check", "--spec", EXAMPLE_SPEC, source, "--mapping", mapping)
+    assert code == 0 and "nhs_number: 1 fails the modulus-11 check" in " ".join(stdout.split())
+    code, stdout, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source,
+                                tmp_path / "o.parquet", "--mapping", mapping, "--json")  # fmt: skip
+    assert code == 0, stderr
+    assert json.loads(stdout)["columns"]["nhs_number"] == "NHS No."
+
+
+def test_accept_invalid_overrides_the_refusal(tmp_path: Path, secret_file: Path) -> None:
+    source = tmp_path / "bad.csv"
+    lines = EXAMPLE_EXTRACT.read_text().splitlines()
+    header = lines[0].split(",")
+    dob = header.index('"date_of_birth"')
+    rows = []
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[dob] = '"not a date"'
+        rows.append(",".join(cells))
+    source.write_text("\n".join([lines[0], *rows]) + "\n")
+    out = tmp_path / "o.parquet"
+    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source, out)
+    assert code != 0 and "column 'date_of_birth' (dob)" in " ".join(stderr.split())
+    assert not out.exists()
+    code, stdout, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source,
+                                out, "--accept-invalid", "--json")  # fmt: skip
+    assert code == 0, stderr
+    assert json.loads(stdout)["invalid_values"]["dob"] > 0

@@ -1,0 +1,73 @@
+"""Aggregate facts about each token column, measured inside the enclave before training.
+
+Blocking on, or training EM on, a column where one value covers a large share of the
+records (a shared postcode of a hostel, a placeholder date, a default id) makes pairs
+of household members or strangers, not of people. These facts decide which columns may
+be used; only rounded aggregates ever leave (as diagnostics), never a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["ColumnProfile", "profile_columns"]
+
+#: a column whose most frequent value covers more of its non-empty records than this is
+#: never blocked or trained on by itself
+DEGENERATE_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """How informative one token column is over all extracts together."""
+
+    column: str
+    rows: int  # records in all extracts
+    filled: int  # records with a value
+    distinct: int  # distinct values
+    top_count: int  # records holding the most frequent value
+
+    @property
+    def top_share(self) -> float:
+        """Share of the filled records that hold the most frequent value."""
+        return self.top_count / self.filled if self.filled else 0.0
+
+    @property
+    def distinct_ratio(self) -> float:
+        """Distinct values per filled record (1.0: every value unique)."""
+        return self.distinct / self.filled if self.filled else 0.0
+
+    @property
+    def degenerate(self) -> bool:
+        """True when one value covers too many records to block or train on alone."""
+        return self.filled > 0 and self.top_share > DEGENERATE_SHARE
+
+    def summary(self) -> dict[str, float | int]:
+        """Rounded aggregates, safe to show an analyst (no value, no small exact count)."""
+        return {
+            "filled_share": round(self.filled / self.rows, 2) if self.rows else 0.0,
+            "top_value_share": round(self.top_share, 2),
+            "distinct_ratio": round(self.distinct_ratio, 2),
+        }
+
+
+def profile_columns(tables: Iterable[pa.Table], columns: Iterable[str]) -> dict[str, ColumnProfile]:
+    """Profile ``columns`` over the union of ``tables`` (Arrow, any number of partners)."""
+    tables = list(tables)
+    out: dict[str, ColumnProfile] = {}
+    for column in columns:
+        chunks = [chunk for t in tables for chunk in t.column(column).chunks]
+        rows = sum(len(c) for c in chunks)
+        filled = rows - sum(c.null_count for c in chunks)
+        if filled == 0:
+            out[column] = ColumnProfile(column, rows, 0, 0, 0)
+            continue
+        values = pa.chunked_array(chunks).drop_null()
+        counts = pc.value_counts(values).field("counts")
+        top = int(pc.max(counts).as_py())
+        out[column] = ColumnProfile(column, rows, filled, len(counts), top)
+    return out

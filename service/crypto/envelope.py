@@ -1,0 +1,231 @@
+"""The sealed upload format: a clear envelope beside a sealed, self-describing payload.
+
+A partner's upload is one HTTP request::
+
+    POST /v1/projects/{id}/submissions
+    Content-Type: application/vnd.pprl.sealed
+    X-PPRL-Envelope: base64url(canonical JSON of the envelope)
+    body: the sealed payload (see ``service.crypto.sealing``)
+
+The **payload** is sealed to the enclave's public key on the partner's machine. Its
+plaintext is ``FRAME_MAGIC | u32 length | agreement JSON | hashed Parquet``: the
+*agreement* (project, spec, key check value, disclosure-policy fingerprint, rows) is
+inside the seal, so the enclave reads what the partner agreed to from the partner's own
+bytes, not from the operator's database.
+
+The **envelope** repeats the agreement in the clear and adds what the API needs to refuse
+early and to verify the stored bytes: the enclave key fingerprint it was sealed to, the
+sealed payload's size and SHA-256, and the SHA-256 of the Parquet inside (the enclave
+checks it; the API uses it to spot a resubmitted identical extract). Nothing in it is
+record-level.
+
+This module imports only the standard library (and the sealing module): the partner's
+client uses it without the server stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import struct
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+__all__ = [
+    "AGREEMENT_FORMAT",
+    "ENVELOPE_FORMAT",
+    "ENVELOPE_HEADER",
+    "FRAME_MAGIC",
+    "SEALED_MEDIA_TYPE",
+    "Agreement",
+    "Envelope",
+    "EnvelopeError",
+    "format_fingerprint",
+    "frame_prefix",
+    "key_fingerprint",
+    "normalise_fingerprint",
+    "split_frame",
+]
+
+ENVELOPE_HEADER = "X-PPRL-Envelope"
+SEALED_MEDIA_TYPE = "application/vnd.pprl.sealed"
+ENVELOPE_FORMAT = "pprl-envelope/1"
+AGREEMENT_FORMAT = "pprl-agreement/1"
+FRAME_MAGIC = b"PPRLSUB1"
+_MAX_AGREEMENT = 16 << 10
+_MAX_HEADER = 8 << 10
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class EnvelopeError(ValueError):
+    """An envelope or a payload frame is malformed; the message names the field."""
+
+
+def key_fingerprint(key: X25519PublicKey | bytes) -> str:
+    """SHA-256 of the raw 32-byte public key, as 64 lower-case hex digits."""
+    raw = (
+        key
+        if isinstance(key, bytes)
+        else key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    return hashlib.sha256(raw).hexdigest()
+
+
+def format_fingerprint(fingerprint: str) -> str:
+    """Hex in groups of four (``3f2a 91c0 ...``), for reading aloud and comparing by eye."""
+    return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
+
+
+def normalise_fingerprint(text: str) -> str:
+    """Accept a fingerprint with spaces, colons or upper case; return 64 hex digits."""
+    value = re.sub(r"[\s:]", "", text).lower().removeprefix("sha256")
+    if not _HEX64.match(value):
+        raise EnvelopeError(
+            "an enclave fingerprint is 64 hex digits (spaces and colons allowed); "
+            f"got {len(value)} characters"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What the partner agreed to for this extract; sealed inside the payload."""
+
+    project_id: str
+    spec_fingerprint: str
+    key_check_value: str
+    policy_fingerprint: str
+    rows: int
+    rows_rejected: int
+    tool_version: str
+    format: str = AGREEMENT_FORMAT
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Agreement:
+        data = _object(raw, "the sealed agreement")
+        if data.get("format") != AGREEMENT_FORMAT:
+            raise EnvelopeError(f"the sealed agreement is not {AGREEMENT_FORMAT!r}")
+        return cls(**_fields(cls, data, "the sealed agreement"))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The clear envelope: the agreement plus what lets the API check the stored bytes."""
+
+    project_id: str
+    spec_fingerprint: str
+    key_check_value: str
+    policy_fingerprint: str
+    rows: int
+    rows_rejected: int
+    tool_version: str
+    enclave_key_fingerprint: str
+    sealed_bytes: int
+    sealed_sha256: str
+    payload_sha256: str
+    format: str = ENVELOPE_FORMAT
+
+    def agreement(self) -> Agreement:
+        """The agreement this envelope claims is sealed inside the payload."""
+        return Agreement(
+            project_id=self.project_id,
+            spec_fingerprint=self.spec_fingerprint,
+            key_check_value=self.key_check_value,
+            policy_fingerprint=self.policy_fingerprint,
+            rows=self.rows,
+            rows_rejected=self.rows_rejected,
+            tool_version=self.tool_version,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    def to_header(self) -> str:
+        """The value of the ``X-PPRL-Envelope`` header."""
+        return base64.urlsafe_b64encode(self.to_json().encode()).decode().rstrip("=")
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Envelope:
+        data = _object(raw, "the envelope")
+        if data.get("format") != ENVELOPE_FORMAT:
+            raise EnvelopeError(
+                f"the envelope's format is not {ENVELOPE_FORMAT!r}: upgrade the pprl client"
+            )
+        values = _fields(cls, data, "the envelope")
+        for name in ("sealed_sha256", "payload_sha256", "enclave_key_fingerprint"):
+            if not _HEX64.match(values[name]):
+                raise EnvelopeError(f"the envelope's {name} is not 64 hex digits")
+        for name in ("rows", "rows_rejected", "sealed_bytes"):
+            if values[name] < 0:
+                raise EnvelopeError(f"the envelope's {name} is negative")
+        return cls(**values)
+
+    @classmethod
+    def from_header(cls, value: str | None) -> Envelope:
+        """Parse the ``X-PPRL-Envelope`` header (raises :class:`EnvelopeError`)."""
+        if not value:
+            raise EnvelopeError(
+                f"the {ENVELOPE_HEADER} header is missing: upload with `pprl submit`, "
+                "which seals the extract to the enclave and sends its envelope"
+            )
+        if len(value) > _MAX_HEADER:
+            raise EnvelopeError(f"the {ENVELOPE_HEADER} header is longer than {_MAX_HEADER} bytes")
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise EnvelopeError(f"the {ENVELOPE_HEADER} header is not base64url") from None
+        return cls.from_json(raw)
+
+
+def _object(raw: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise EnvelopeError(f"{what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError(f"{what} is not a JSON object")
+    return data
+
+
+def _fields(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            raise EnvelopeError(f"{what} has no {f.name!r}")
+        value = data[f.name]
+        if f.type in ("int", int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise EnvelopeError(f"{what}: {f.name!r} must be an integer")
+        elif not isinstance(value, str):
+            raise EnvelopeError(f"{what}: {f.name!r} must be text")
+        elif len(value) > 200:
+            raise EnvelopeError(f"{what}: {f.name!r} is longer than 200 characters")
+        values[f.name] = value
+    return values
+
+
+def frame_prefix(agreement: Agreement) -> bytes:
+    """The bytes sealed before the Parquet: magic, length, agreement JSON."""
+    body = agreement.to_json()
+    return FRAME_MAGIC + struct.pack(">I", len(body)) + body
+
+
+def split_frame(plaintext: bytes | memoryview) -> tuple[Agreement, memoryview]:
+    """Split an opened payload into its agreement and the Parquet bytes (no copy)."""
+    view = memoryview(plaintext)
+    head = len(FRAME_MAGIC) + 4
+    if len(view) < head or bytes(view[: len(FRAME_MAGIC)]) != FRAME_MAGIC:
+        raise EnvelopeError("the sealed payload does not start with a pprl agreement")
+    (length,) = struct.unpack(">I", view[len(FRAME_MAGIC) : head])
+    if length > _MAX_AGREEMENT or head + length > len(view):
+        raise EnvelopeError("the sealed payload's agreement is truncated or too long")
+    return Agreement.from_json(bytes(view[head : head + length])), view[head + length :]

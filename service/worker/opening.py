@@ -1,0 +1,52 @@
+"""Opening an accepted submission for a run, inside the enclave.
+
+The sealed agreement inside each payload names the disclosure policy its partner agreed
+to. A run releases under the project's policy only if every linked submission names it:
+a policy changed by the operator (or by an admin, before partners re-acknowledged it)
+fails the run with a sentence naming the partner that must resubmit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from service.crypto.envelope import EnvelopeError, split_frame
+from service.crypto.sealing import SealError, open_sealed
+
+__all__ = ["SubmissionUnusable", "open_accepted"]
+
+
+class SubmissionUnusable(Exception):
+    """An accepted submission cannot be linked now; the message is safe to show."""
+
+
+def open_accepted(
+    path: Path, key: X25519PrivateKey, project_id: str, policy_fingerprint: str, partner: str
+) -> pa.Table:
+    """The extract sealed in ``path``, if its agreement fits the project and policy."""
+    try:
+        plaintext = b"".join(open_sealed(path, key))
+    except FileNotFoundError:
+        raise SubmissionUnusable(f"{partner}'s submission is missing from storage") from None
+    except SealError:
+        raise SubmissionUnusable(
+            f"{partner}'s submission does not open with the enclave key (altered in storage)"
+        ) from None
+    try:
+        agreement, parquet = split_frame(plaintext)
+    except EnvelopeError:
+        raise SubmissionUnusable(
+            f"{partner}'s submission carries no sealed agreement: it must submit again"
+        ) from None
+    if agreement.project_id != project_id:
+        raise SubmissionUnusable(f"{partner}'s submission was sealed for another project")
+    if agreement.policy_fingerprint != policy_fingerprint:
+        raise SubmissionUnusable(
+            f"{partner}'s submission was made under another disclosure policy than the one "
+            "in force: it must review the policy and submit again"
+        )
+    return pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))

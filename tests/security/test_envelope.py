@@ -1,0 +1,121 @@
+"""The sealed upload format on its own: streamed sealing opens to exactly what was
+written, whatever the sizes and write pattern; envelopes and frames either parse or fail
+with EnvelopeError, never anything else."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import asdict
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.crypto.envelope import (
+    Agreement,
+    Envelope,
+    EnvelopeError,
+    format_fingerprint,
+    frame_prefix,
+    key_fingerprint,
+    normalise_fingerprint,
+    split_frame,
+)
+from service.crypto.sealing import SealError, SealWriter, open_bytes
+
+KEY = X25519PrivateKey.generate()
+AGREEMENT = Agreement(
+    "p", "sha256:" + "a" * 64, "0123456789abcdef", "sha256:" + "b" * 64, 10, 0, "t"
+)
+
+
+def _envelope() -> Envelope:
+    return Envelope(
+        **{k: v for k, v in asdict(AGREEMENT).items() if k != "format"},
+        enclave_key_fingerprint=key_fingerprint(KEY.public_key()),
+        sealed_bytes=1,
+        sealed_sha256="c" * 64,
+        payload_sha256="d" * 64,
+    )
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    st.lists(st.binary(max_size=300), max_size=12),
+    st.sampled_from([1, 7, 64, 256]),
+)
+def test_seal_writer_opens_to_what_was_written(pieces: list[bytes], chunk: int) -> None:
+    sink = io.BytesIO()
+    writer = SealWriter(sink, KEY.public_key(), chunk)
+    for piece in pieces:
+        writer.write(piece)
+    writer.close()
+    assert open_bytes(sink.getvalue(), KEY) == b"".join(pieces)
+    blob = sink.getvalue()
+    if len(blob) > 80:  # any truncation fails, never a shorter plaintext
+        with pytest.raises(SealError):
+            open_bytes(blob[:-1], KEY)
+
+
+def test_envelope_round_trip_and_fingerprints() -> None:
+    envelope = _envelope()
+    assert Envelope.from_header(envelope.to_header()) == envelope
+    assert envelope.agreement() == AGREEMENT
+    fp = key_fingerprint(KEY.public_key())
+    shown = format_fingerprint(fp)
+    assert len(shown.split()) == 16 and normalise_fingerprint(shown.upper()) == fp
+    assert normalise_fingerprint(":".join(shown.split())) == fp
+    with pytest.raises(EnvelopeError, match="64 hex digits"):
+        normalise_fingerprint("abcd")
+    agreement, rest = split_frame(frame_prefix(AGREEMENT) + b"PAR1xyz")
+    assert agreement == AGREEMENT and bytes(rest) == b"PAR1xyz"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+        st.dictionaries(st.sampled_from([*asdict(_envelope()), "x"]), json_values, max_size=14).map(
+            lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode()
+        ),
+        st.builds(
+            lambda k, v: base64.urlsafe_b64encode(
+                json.dumps({**asdict(_envelope()), k: v}).encode()
+            ).decode(),
+            st.sampled_from(list(asdict(_envelope()))),
+            json_values,
+        ),
+    )
+)
+def test_hostile_envelopes_fail_only_with_envelope_error(header: str | None) -> None:
+    try:
+        envelope = Envelope.from_header(header)
+    except EnvelopeError as exc:
+        assert 5 < len(str(exc)) < 300
+    else:  # whatever parses is well typed
+        assert isinstance(envelope.rows, int) and isinstance(envelope.project_id, str)
+        assert len(envelope.sealed_sha256) == 64
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary(max_size=400), st.booleans())
+def test_hostile_frames_fail_only_with_envelope_error(data: bytes, magic: bool) -> None:
+    if magic:
+        data = b"PPRLSUB1" + data
+    try:
+        agreement, _ = split_frame(data)
+    except EnvelopeError:
+        return
+    assert isinstance(agreement, Agreement)

@@ -1,0 +1,81 @@
+"""Hypothesis strategies for released JSON documents (shape as the enclave writes them)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+from hypothesis import strategies as st
+
+PARTNERS = ["a_and_e", "housing", "police", "social_care", "vcs"]
+
+
+@st.composite
+def releases(draw: st.DrawFn, max_partners: int = 4) -> dict[str, Any]:
+    """A release with random values, suppressions (with or without reasons) and held cells."""
+    partners = sorted(draw(st.lists(st.sampled_from(PARTNERS), min_size=2, max_size=max_partners,
+                                    unique=True)))  # fmt: skip
+    areas = [f"LS{n}" for n in draw(st.lists(st.integers(1, 30), min_size=1, max_size=12,
+                                             unique=True))]  # fmt: skip
+    attributes = {"area": [*areas, "unknown"], "age_band": ["0-17", "18-24", "25-34", "unknown"]}
+    count = st.one_of(st.none(), st.integers(0, 5000))
+    names: list[str] = []
+    for cohort in ("persons", "frequent"):
+        names += [f"{cohort}.total"] + [f"{cohort}.partner.{p}" for p in partners]
+        for k in range(1, len(partners) + 1):
+            names += [f"{cohort}.only.{'+'.join(c)}" for c in combinations(partners, k)]
+        names += [f"{cohort}.both.{a}+{b}" for a, b in combinations(partners, 2)]
+        names += [f"{cohort}.at_least_{k}" for k in (2, 3) if len(partners) >= k]
+    names.append("multi.total")
+    figures: dict[str, Any] = {n: draw(count) for n in names}
+    for attr, values in attributes.items():
+        for value in values:
+            for cohort in ("persons", "multi", "frequent"):
+                base = f"{cohort}.by.{attr}.{value}"
+                figures[f"{base}.count"] = draw(count)
+                if draw(st.booleans()):
+                    figures[f"{base}.mean_contacts"] = draw(
+                        st.one_of(st.none(), st.floats(0, 99, allow_nan=False).map(lambda x: round(x, 1)))
+                    )  # fmt: skip
+    if draw(st.booleans()):  # plausible ranges on the overlap figures, as linkage adds them
+        for name in [n for n in figures if n.startswith("persons.") and ".by." not in n]:
+            figures[f"{name}.low"], figures[f"{name}.high"] = draw(count), draw(count)
+    if draw(st.booleans()):  # the linkage-quality pack
+        figures["quality.single_record.total"] = draw(count)
+        figures.update({f"quality.single_record.partner.{p}": draw(count) for p in partners})
+        figures.update({f"quality.link_strength.{b}": draw(count) for b in ("0-5", "5-10", "10+")})
+    suppressed = sorted(n for n, v in figures.items() if v is None)
+    with_reasons = draw(st.booleans())
+    release: dict[str, Any] = {
+        "run_id": "8f14e45f-ceea-467f-a2b2-1c5e0a7e2c11",
+        "project_id": "p1",
+        "released_at": "2026-11-23T10:00:00+00:00",
+        "released_to": "ann-analyst",
+        "partners": partners,
+        "attributes": list(attributes),
+        "frequent_threshold": 10,
+        "match_threshold": 0.9,
+        "policy": {
+            "style": "nhs",
+            "suppress_below": 8,
+            "round_to": 5,
+            "min_n_for_mean": 10,
+            "dp": None,
+        },
+        "figures": figures,
+        "suppressed": suppressed,
+        "epsilon_spent": 0.0,
+        "diagnostics": {
+            "comparisons": [],
+            "match_weight_histogram": [],
+            "submissions": len(partners),
+        },
+    }
+    if with_reasons:
+        release["suppressed_reason"] = {
+            n: draw(st.sampled_from(["primary", "secondary"])) for n in suppressed
+        }
+        released_names = sorted(n for n, v in figures.items() if v is not None)
+        release["held"] = draw(st.lists(st.sampled_from(released_names), unique=True, max_size=5)
+                               if released_names else st.just([]))  # fmt: skip
+    return release

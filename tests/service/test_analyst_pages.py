@@ -1,0 +1,208 @@
+"""The analyst's pages in process, on SQLite and PostgreSQL: sign-in with the shared
+server-side sessions, projects and runs of members only, a run's tables, charts and
+downloads (CSV, xlsx) matching the release, every release audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from html import unescape
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+from service.results import policy_in_words
+from service.worker.loop import Worker
+from tests.service_fixtures import Service
+
+
+def _csrf(s: Service, path: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', s.http.get(path).text)
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
+def sign_in_analyst(s: Service, token: str) -> int:
+    r = s.http.post("/analyst/login", data={"token": token, "csrf": _csrf(s, "/analyst/login")},
+                    follow_redirects=False)  # fmt: skip
+    return r.status_code
+
+
+def _finished_run(s: Service, extracts: dict[str, Path]) -> str:
+    for partner in ("housing", "police"):
+        assert s.upload(s.tokens[partner], extracts[partner].read_bytes()).status_code in (201, 202)
+    r = s.http.post(
+        f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"]), json={}
+    )
+    assert r.status_code == 202, r.text
+    assert Worker(s.settings).run_once() == r.json()["id"]
+    return str(r.json()["id"])
+
+
+def test_only_analyst_tokens_sign_in_and_sessions_do_not_cross_areas(
+    project_service: Service,
+) -> None:
+    s = project_service
+    assert s.http.get("/analyst", follow_redirects=False).headers["location"] == "/analyst/login"
+    for wrong in ("pprl_not-a-token", s.tokens["dpo"], s.tokens["housing"]):
+        assert sign_in_analyst(s, wrong) == 200  # the form again, with the error
+        assert "/analyst/login" in s.http.get("/analyst").url.path
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    page = s.http.get("/analyst")
+    assert page.status_code == 200 and "frequent-users" in page.text
+    # the analyst's session is no DPO session
+    assert s.http.get("/dpo", follow_redirects=False).status_code == 303
+    # sign-out needs the CSRF token, then ends the session on the server
+    assert s.http.post("/analyst/logout", data={"csrf": "forged"}).status_code == 403
+    cookie = s.http.cookies.get("pprl_analyst")
+    assert cookie
+    s.http.post("/analyst/logout", data={"csrf": _csrf(s, "/analyst")}, follow_redirects=False)
+    s.http.cookies.set("pprl_analyst", cookie, path="/analyst")  # a replayed cookie
+    assert s.http.get("/analyst", follow_redirects=False).status_code == 303
+    actions = s.audit_actions()
+    assert ("analyst.sign_in", "ok") in actions and ("analyst.sign_in", "denied") in actions
+    assert ("analyst.sign_out", "ok") in actions
+
+
+def test_run_page_charts_and_downloads_match_the_release(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    other = s.project(name="other-project", members=["housing"])
+    run_id = _finished_run(s, hashed_extracts)
+    released = s.http.get(f"/v1/projects/{s.project_id}/runs/{run_id}/results",
+                          headers=s.as_(s.tokens["analyst"])).json()  # fmt: skip
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    home = s.http.get("/analyst").text
+    assert "other-project" not in home
+    assert s.http.get(f"/analyst/projects/{other}").status_code == 404
+    project = s.http.get(f"/analyst/projects/{s.project_id}").text
+    base = f"/analyst/projects/{s.project_id}/runs/{run_id}"
+    assert f'href="{base}"' in project
+    before = s.audit_actions().count(("results.read", "ok"))
+    page = s.http.get(base)
+    assert page.status_code == 200
+    assert s.audit_actions().count(("results.read", "ok")) == before + 1
+    html = page.text
+    total = released["figures"]["persons.total"]
+    assert f"{total:,}" in html
+    for line in policy_in_words(released["policy"]):
+        assert line in unescape(html)
+    assert "{" not in re.sub(r"<[^>]+>", "", html)  # no raw JSON
+    images = re.findall(r'<img src="([^"]+\.png)"', html)
+    assert any("upset-persons" in i for i in images) and any("heatmap-persons" in i for i in images)
+    for image in images[:3]:
+        got = s.http.get(image)
+        assert got.status_code == 200 and got.content[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = s.http.get(f"{base}/charts/upset-persons.svg")
+    assert (
+        svg.headers["content-type"].startswith("image/svg+xml")
+        and b"known to exactly" in svg.content
+    )
+    assert s.http.get(f"{base}/charts/no-such-chart.png").status_code == 404
+    assert s.http.get(f"{base}/charts/upset-persons.gif").status_code == 404
+    # chart images do not add a read per image once the page was read
+    assert s.audit_actions().count(("results.read", "ok")) == before + 1
+
+    rows = list(csv.DictReader(io.StringIO(s.http.get(f"{base}/results.csv").text)))
+    assert {r["figure"] for r in rows} == set(released["figures"])
+    for row in rows:
+        value = released["figures"][row["figure"]]
+        assert row["value"] == ("" if value is None else str(value))
+        assert (row["status"] == "released") == (
+            value is not None and row["figure"] not in released.get("held", [])
+        )
+    book = load_workbook(io.BytesIO(s.http.get(f"{base}/results.xlsx").content))
+    notes = dict(book["Notes"].iter_rows(min_row=2, max_col=2, values_only=True))
+    assert notes["Project"] == "frequent-users" and notes["Run"] == run_id
+    assert notes["Partner: housing"].startswith("submission version 1")
+    tidy = {r[4]: r[2] for r in book["All figures"].iter_rows(min_row=2, values_only=True)}
+    assert tidy == released["figures"]
+    assert s.audit_actions().count(("results.read", "ok")) == before + 3
+
+
+def test_a_run_of_another_project_or_unfinished_is_not_shown(project_service: Service) -> None:
+    s = project_service
+    run = s.http.post(
+        f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"]), json={}
+    )
+    run_id = run.json()["id"]
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    page = s.http.get(f"/analyst/projects/{s.project_id}/runs/{run_id}")
+    assert page.status_code == 200 and "results exist only for finished runs" in page.text
+    assert s.http.get(f"/analyst/projects/{s.project_id}/runs/nope").status_code == 404
+    other = s.project(name="not-mine", members=["housing"])
+    assert s.http.get(f"/analyst/projects/{other}/runs/{run_id}").status_code == 404
+    assert (
+        s.http.get(f"/analyst/projects/{s.project_id}/runs/{run_id}/results.csv").status_code == 409
+    )
+
+
+def test_comparing_two_runs_of_the_same_data_shows_no_change(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    first = _finished_run(s, hashed_extracts)
+    r = s.http.post(
+        f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"]), json={}
+    )
+    assert r.status_code == 202, r.text
+    assert Worker(s.settings).run_once() == r.json()["id"]
+    second = r.json()["id"]
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    assert 'id="compare-form"' in s.http.get(f"/analyst/projects/{s.project_id}").text
+    before = s.audit_actions().count(("results.read", "ok"))
+    page = s.http.get(
+        f"/analyst/projects/{s.project_id}/compare", params={"before": first, "after": second}
+    )
+    assert page.status_code == 200
+    assert s.audit_actions().count(("results.read", "ok")) == before + 2
+    changes = re.findall(r'<td class="num( suppressed)?">([^<]*)</td></tr>', page.text)
+    assert changes and {text for _, text in changes} - {"*", "+0 ~", "+0.0"} == set(), {
+        t for _, t in changes
+    }  # same noise
+    assert any(text == "+0 ~" for _, text in changes)
+    missing = s.http.get(
+        f"/analyst/projects/{s.project_id}/compare", params={"before": first, "after": "nope"}
+    )
+    assert missing.status_code == 404
+
+
+def _squares(areas: list[str]) -> dict[str, object]:
+    """A small boundaries file: one unit square per area in a row (what the tests make)."""
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"area": a},
+         "geometry": {"type": "Polygon", "coordinates": [[[i, 0], [i + 1, 0], [i + 1, 1], [i, 1], [i, 0]]]}}
+        for i, a in enumerate(areas)]}  # fmt: skip
+
+
+def test_area_map_from_the_operators_boundaries_file(
+    project_service: Service, hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+
+    s = project_service
+    run_id = _finished_run(s, hashed_extracts)
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    base = f"/analyst/projects/{s.project_id}/runs/{run_id}"
+    assert "map-area-persons" not in s.http.get(base).text  # no boundaries configured: no map
+    released = s.http.get(f"/v1/projects/{s.project_id}/runs/{run_id}/results",
+                          headers=s.as_(s.tokens["analyst"])).json()  # fmt: skip
+    prefix = "persons.by.area."
+    areas = sorted(
+        {n[len(prefix) :].rsplit(".", 1)[0] for n in released["figures"] if n.startswith(prefix)}
+    )
+    boundaries = tmp_path / "districts.geojson"
+    boundaries.write_text(json.dumps(_squares([*areas, "ZZ99"])))
+    s.settings.boundaries = boundaries
+    assert f"{base}/charts/map-area-persons.png" in s.http.get(base).text
+    png = s.http.get(f"{base}/charts/map-area-persons.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = s.http.get(f"{base}/charts/map-area-frequent.svg").text
+    assert "Frequent users by area" in svg and "ZZ99" in svg
+    boundaries.write_text("{not json")
+    assert s.http.get(f"{base}/charts/map-area-persons.svg").status_code in (
+        200,
+        404,
+    )  # cached or refused, never 500
