@@ -1,15 +1,25 @@
 """Sealed submission throughput: seal on the partner's side, upload, validate in the enclave.
 
-    .venv/bin/python benchmarks/bench_upload.py [--records 1000000]
+    .venv/bin/python -m benchmarks.bench_upload [--records 1000000] [--with-row-ref]
 
 Starts `pprl serve` (TLS on loopback, a fresh data dir and SQLite, no embedded worker)
-and a separate `pprl worker` (the enclave), hashes generated records with `pprl hash`'s
-library, then times `pprl submit --trust --wait` end to end: the client drops row_ref
-and seals the extract to the enclave key, streams it to the API (which checks the
-envelope and stores the sealed bytes without opening them), and waits for the worker's
-validator child to accept it. Prints MB/s (of the hashed extract) and the peak RSS of
+and a separate `pprl worker` (the enclave), writes generated records as `pprl hash`
+writes them (tokens and attributes; row numbers stay in the partner's local row map),
+then times `pprl submit --trust --wait` end to end: the client seals the file's bytes as
+written to the enclave key, streams them to the API (which checks the envelope and
+stores the sealed bytes without opening them), and waits until the worker's validator
+child has opened and validated the extract and the worker has recorded `accepted`.
+The clock starts before the client asks for the project and the enclave key and stops
+when it reads the verdict, so sealing, upload, the worker noticing the submission
+(it polls every 50 ms here), the enclave's validation and the client's own polling
+(50 ms) are all inside it. ``--with-row-ref`` measures an extract in the older format,
+with ``row_ref`` inside, which `pprl submit` rewrites without it before sealing.
+
+Prints MB/s (of the hashed extract as it sits on the partner's disk), the time split
+(sealed and uploaded / received to judged by the enclave), CPU-seconds and peak RSS of
 the client, the API and the worker (each with its children, sampled every 20 ms), for a
-quarter of the records and for all of them, to show the API's memory is flat in size.
+quarter of the records and for all of them, to show the API's memory is flat in size,
+and the load average before and after each run.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pyarrow.parquet as pq
@@ -40,15 +52,18 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = bytes(range(32))
 
 
-def make_extract(path: Path, records: int) -> None:
+def make_extract(path: Path, records: int, row_ref: bool = False) -> None:
+    """Write ``records`` hashed rows as `pprl hash` does (``row_ref=True``: as older
+    versions did, with the row numbers inside, which `pprl submit` must strip)."""
     spec = load_spec(ROOT / "examples" / "spec-uk.json")
     encoder = Encoder(spec, KEY)
+    schema = encoder.schema if row_ref else encoder.upload_schema
     written, seed = 0, 1
-    with pq.ParquetWriter(path, encoder.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=False) as writer:
         while written < records:
             for table in generate_partners(250_000, seed=seed).values():
                 part = encoder.encode(table.slice(0, records - written), row_offset=written).table
-                writer.write_table(part)
+                writer.write_table(part.select(schema.names))
                 written += part.num_rows
                 if written >= records:
                     break
@@ -60,6 +75,7 @@ def make_extract(path: Path, records: int) -> None:
 _CLIENT = """
 import json, sys, time
 from pathlib import Path
+from typing import Any
 from service.cli.submit import submit_extract, wait_for_verdict
 from service.client import Client
 from service.settings import ClientSettings
@@ -74,6 +90,7 @@ with Client(ClientSettings()) as client:
     receipt = wait_for_verdict(client, done.receipt, timeout=3600, poll=0.05)
     seconds = time.perf_counter() - start
 print(json.dumps({"receipt": receipt, "seconds": seconds, "sent": sealed_and_sent}))
+
 """
 
 
@@ -84,10 +101,12 @@ def _port() -> int:
 
 
 class _Peak:
-    """Peak RSS of a process and its children, sampled in a thread."""
+    """Peak RSS of a process and its children, sampled in a thread, and the CPU-seconds
+    the process and its waited-for children used while sampled."""
 
     def __init__(self, pid: int) -> None:
         self.proc, self.peak = psutil.Process(pid), 0
+        self._cpu0 = self._cpu()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -101,13 +120,22 @@ class _Peak:
                 pass
             time.sleep(0.02)
 
-    def stop(self) -> float:
+    def _cpu(self) -> float:
+        try:
+            t = self.proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(t.user + t.system + t.children_user + t.children_system)
+
+    def stop(self) -> tuple[float, float]:
+        """(peak RSS in MB, CPU-seconds since the start)."""
+        cpu = self._cpu() - self._cpu0
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**20
+        return self.peak / 2**20, cpu
 
 
-def run(extract: Path, work: Path) -> dict[str, float]:
+def run(extract: Path, work: Path) -> dict[str, Any]:
     tls = make_local_tls(work / "tls")
     port = _port()
     env = {**os.environ, "PPRL_DATA_DIR": str(work / "data"), "PPRL_WORKER_EMBEDDED": "false",
@@ -133,24 +161,31 @@ def run(extract: Path, work: Path) -> dict[str, float]:
         admin.request(
             "POST", "/v1/projects", json={"name": "bench", "spec": spec, "members": ["p"]}
         )
-        api, enclave = _Peak(server.pid), _Peak(worker.pid)
         client_env = {**env, "PPRL_URL": url, "PPRL_TOKEN": partner["token"],
                       "PPRL_CA_BUNDLE": str(tls.ca_cert), "PPRL_CONFIG_DIR": str(work / "cfg")}  # fmt: skip
         # the partner's process: imports first (not timed), then seal + upload + verdict
         client = subprocess.Popen([sys.executable, "-c", _CLIENT, "bench", str(extract)],
                                   env=client_env, stdout=subprocess.PIPE, stdin=subprocess.PIPE)  # fmt: skip
         partner_peak = _Peak(client.pid)
-        stdout, _ = client.communicate(b"go\n")
-        client_mb, api_mb, worker_mb = partner_peak.stop(), api.stop(), enclave.stop()
+        api, enclave = _Peak(server.pid), _Peak(worker.pid)  # from here: the timed part
+        client.stdin.write(b"go\n")  # type: ignore[union-attr]
+        client.stdin.close()  # type: ignore[union-attr]
+        stdout = client.stdout.read()  # type: ignore[union-attr]
+        (api_mb, api_cpu), (worker_mb, worker_cpu) = api.stop(), enclave.stop()
+        client_mb, client_cpu = partner_peak.stop()
+        client.wait()
         timing = json.loads(stdout)
         receipt, seconds = timing["receipt"], timing["seconds"]
         if receipt["status"] != "accepted":
             raise RuntimeError(f"the extract was not accepted: {receipt.get('reason')}")
         size = extract.stat().st_size
+        judged = (datetime.fromisoformat(receipt["decided_at"])
+                  - datetime.fromisoformat(receipt["received_at"])).total_seconds()  # fmt: skip
         return {"rows": receipt["rows"], "mb": size / 1e6, "sealed_mb": receipt["bytes"] / 1e6,
                 "seconds": seconds, "mb_per_s": size / 1e6 / seconds,
-                "sealed_and_uploaded_s": timing["sent"],
-                "client_peak_mb": client_mb, "api_peak_mb": api_mb, "worker_peak_mb": worker_mb}  # fmt: skip
+                "sealed_and_uploaded_s": timing["sent"], "received_to_judged_s": judged,
+                "client_peak_mb": client_mb, "api_peak_mb": api_mb, "worker_peak_mb": worker_mb,
+                "client_cpu_s": client_cpu, "api_cpu_s": api_cpu, "worker_cpu_s": worker_cpu}  # fmt: skip
     finally:
         for proc in (server, worker):
             proc.terminate()
@@ -160,21 +195,34 @@ def run(extract: Path, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--with-row-ref", action="store_true",
+                        help="extracts in the older format, row_ref inside (submit strips it)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         report = {}
         for label, n in (("quarter", args.records // 4), ("full", args.records)):
             extract = work / f"{label}.parquet"
-            make_extract(extract, n)
+            make_extract(extract, n, row_ref=args.with_row_ref)
+            load_before = _loadavg()
             result = run(extract, work / label)
+            result["load_before"], result["load_after"] = load_before, _loadavg()
             report[label] = result
             print(f"{result['rows']:>9,} rows  {result['mb']:7.1f} MB  {result['seconds']:6.2f} s "
-                  f"(sealed and uploaded in {result['sealed_and_uploaded_s']:.2f} s)  "
-                  f"{result['mb_per_s']:6.1f} MB/s end to end  peak RSS: client "
+                  f"{result['mb_per_s']:6.1f} MB/s end to end (sealed and uploaded in "
+                  f"{result['sealed_and_uploaded_s']:.2f} s, received to judged by the enclave "
+                  f"{result['received_to_judged_s']:.2f} s)\n"
+                  f"    CPU-seconds: client {result['client_cpu_s']:.2f}, API "
+                  f"{result['api_cpu_s']:.2f}, worker with its validator child "
+                  f"{result['worker_cpu_s']:.2f};  peak RSS: client "
                   f"{result['client_peak_mb']:.0f} MB, API {result['api_peak_mb']:.0f} MB, "
-                  f"worker {result['worker_peak_mb']:.0f} MB")  # fmt: skip
+                  f"worker {result['worker_peak_mb']:.0f} MB;  load average "
+                  f"{load_before} -> {result['load_after']}")  # fmt: skip
         print(json.dumps(report))
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

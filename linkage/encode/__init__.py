@@ -1,7 +1,8 @@
 """Partner-side encoding: normalise, derive variants, HMAC-hash, write a hashed extract.
 
 Runs on the partner's machine (``pprl hash``). The output holds keyed tokens, optional
-Bloom filters, coarse attributes and a row reference; never a plaintext identifier.
+Bloom filters and coarse attributes, never a plaintext identifier nor a row number (those
+go to an optional local row map, see ``hash_file``).
 """
 
 from linkage.encode.file import hash_file, read_manifest

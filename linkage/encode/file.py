@@ -5,6 +5,11 @@ batch, so memory does not grow with the input. The output and the rejects file a
 written to temporary names beside their targets and renamed into place only when
 complete: an error, a refusal or Ctrl-C leaves nothing behind.
 
+The hashed file holds tokens and attributes only: it is what ``pprl submit`` seals and
+uploads, byte for byte, with no decoding or rewriting. The input row each hashed row came
+from (``row_ref``) is the partner's own business and never uploaded; with ``row_map_path``
+it is written to a separate local file, one ``row_ref`` per hashed row in the same order.
+
 Rejects are numbered as spreadsheet rows: the header is row 1, the first data row is
 row 2. An identifier column with more than ``max_invalid`` of its values invalid (or,
 for dates, readable only with day and month swapped) is refused, naming the column, the
@@ -30,9 +35,19 @@ from linkage.encode.readers import open_input
 from linkage.encode.table import Encoder
 from linkage.errors import InputError, ManifestError
 from linkage.manifest import MANIFEST_KEY, Manifest, key_check_value
-from linkage.spec import Spec, fingerprint
+from linkage.spec import ROW_REF_COLUMN, Spec, fingerprint
 
-__all__ = ["DEFAULT_MAX_INVALID", "ProgressCallback", "hash_file", "read_manifest"]
+__all__ = [
+    "DEFAULT_MAX_INVALID",
+    "ROW_MAP_KEY",
+    "ProgressCallback",
+    "hash_file",
+    "read_manifest",
+]
+
+#: key-value metadata of a row map: which extract (by its manifest) the rows belong to
+ROW_MAP_KEY = "pprl.row_map"
+_ROW_MAP_SCHEMA = pa.schema([pa.field(ROW_REF_COLUMN, pa.int64(), nullable=False)])
 
 #: ``on_progress(rows_done, bytes_done, bytes_total)``
 ProgressCallback = Callable[[int, int, int], None]
@@ -68,6 +83,7 @@ def hash_file(
     output_path: str | Path,
     *,
     rejects_path: str | Path | None = None,
+    row_map_path: str | Path | None = None,
     column_map: Mapping[str, str] | None = None,
     batch_rows: int = 65_536,
     force: bool = False,
@@ -86,12 +102,20 @@ def hash_file(
     ``details`` receives how the file was read (``read``) and which column fed each field
     (``columns``), as a mapping file records them. ``max_invalid=None`` accepts any share
     of invalid values. Raises :class:`InputError` naming the file, row and column on bad
-    input; nothing is left at ``output_path`` or ``rejects_path`` on any error.
+    input; nothing is left at ``output_path``, ``rejects_path`` or ``row_map_path`` on
+    any error. ``row_map_path``, when given, receives the input row number (``row_ref``,
+    1-based data rows) of each hashed row, in the hashed file's order, for the partner's
+    own use; it is never uploaded.
     """
     source = Path(input_path)
     target = Path(output_path)
     if source.exists() and target.exists() and source.resolve() == target.resolve():
         raise InputError(f"{target}: the output must not overwrite the input")
+    if row_map_path is not None and Path(row_map_path).absolute() in (
+        target.absolute(),
+        source.absolute(),
+    ):
+        raise InputError(f"{row_map_path}: the row map must be a file of its own")
     reader = open_input(source, encoding=encoding, delimiter=delimiter, sheet=sheet)
     columns = resolve_columns(spec, reader.header, str(source), column_map)
     if details is not None:
@@ -111,13 +135,22 @@ def hash_file(
             rej_file = stack.enter_context(rej_tmp.open("w", newline="", encoding="utf-8"))
             rej_file.write("row,reason\n")
         writer = stack.enter_context(
-            pq.ParquetWriter(out_tmp, encoder.schema, compression="zstd", write_statistics=False)
-        )
+            pq.ParquetWriter(out_tmp, encoder.upload_schema, compression="zstd",
+                             write_statistics=False)
+        )  # fmt: skip
+        map_writer = None
+        if row_map_path is not None:
+            map_tmp = stack.enter_context(_atomic_path(Path(row_map_path), force))
+            map_writer = stack.enter_context(
+                pq.ParquetWriter(map_tmp, _ROW_MAP_SCHEMA, compression="zstd")
+            )
         for batch in reader.batches(list(dict.fromkeys(columns.values())), batch_rows):
             result = encoder.encode(batch.table, row_offset=rows_in)
             rows_in += result.rows_in
             if result.table.num_rows:
-                writer.write_table(result.table)
+                writer.write_table(result.table.drop_columns([ROW_REF_COLUMN]))
+                if map_writer is not None:
+                    map_writer.write_table(result.table.select([ROW_REF_COLUMN]))
             written += result.table.num_rows
             rejected += len(result.rejects)
             _add(counts, result.invalid_counts)
@@ -150,6 +183,8 @@ def hash_file(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         writer.add_key_value_metadata({MANIFEST_KEY: manifest.to_json()})
+        if map_writer is not None:
+            map_writer.add_key_value_metadata({ROW_MAP_KEY: manifest.to_json()})
     if invalid_counts is not None:
         invalid_counts.update(counts)
     return manifest

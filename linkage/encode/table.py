@@ -215,6 +215,9 @@ class Encoder:
     def __init__(self, spec: Spec, key: bytes, column_map: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.schema = output_schema(spec)
+        #: what `pprl hash` writes to the file that is uploaded: no row numbers (they stay
+        #: with the partner, in the optional row map beside it)
+        self.upload_schema = pa.schema([f for f in self.schema if f.name != ROW_REF_COLUMN])
         self.column_map = dict(column_map or {})
         known = {i.name for i in spec.identifiers} | {
             a.name for a in spec.attributes if a.kind in ("category", "count")

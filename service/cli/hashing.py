@@ -166,6 +166,13 @@ def hash_command(
         help="Write rejected rows here as spreadsheet row number (header = row 1) + reason, "
         "never values.",
     ),
+    row_map: Path | None = typer.Option(
+        None,
+        "--row-map",
+        help="Also write, for your own records, the input row number of each hashed row "
+        "(Parquet, column row_ref, same order). It stays on your machine: OUTPUT does not "
+        "carry row numbers and `pprl submit` never sends this file.",
+    ),
     columns: list[str] = _COLUMNS,
     mapping_path: Path | None = _MAPPING,
     save_mapping_path: Path | None = _SAVE_MAPPING,
@@ -182,10 +189,10 @@ def hash_command(
         max=1.0,
         help="Refuse when more than this share of an identifier column is invalid.",
     ),
-    force: bool = typer.Option(False, "--force", help="Replace OUTPUT / --rejects if they exist."),
+    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Normalise and key-hash an extract into tokens + attributes + a row reference.
+    """Normalise and key-hash an extract into tokens + attributes (the file you submit).
 
     Streams in batches, so memory stays flat for any input size. The output is written
     atomically: on an error, a refusal or Ctrl-C nothing is left at OUTPUT. Refuses an
@@ -205,6 +212,7 @@ def hash_command(
                 input_path,
                 output_path,
                 rejects_path=rejects,
+                row_map_path=row_map,
                 column_map=column_map,
                 force=force,
                 on_progress=bar.update,
@@ -226,6 +234,7 @@ def hash_command(
         "spec_fingerprint": manifest.spec_fingerprint,
         "key_check_value": manifest.key_check_value,
         "rejects": str(rejects) if rejects else None,
+        "row_map": str(row_map) if row_map else None,
         "columns": details["columns"],
         "read": details["read"],
         "mapping_saved": str(save_mapping_path) if save_mapping_path else None,
@@ -240,6 +249,8 @@ def hash_command(
         for field, count in sorted(invalid.items()):
             out.print(f"  {field}: {count:,} invalid values treated as missing")
         out.print(f"key check value: {manifest.key_check_value}")
+        if row_map is not None:
+            out.print(f"row numbers kept in {row_map} (stays with you; not uploaded)")
         if save_mapping_path is not None:
             out.print(
                 f"mapping saved to {save_mapping_path}: next time pass --mapping {save_mapping_path}"

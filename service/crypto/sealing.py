@@ -109,7 +109,6 @@ class SealWriter:
         self._index = 0
         self._written = 0
         self.closed = False
-        self.plaintext_sha256 = hashlib.sha256()
         sink.write(self._header)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -117,7 +116,6 @@ class SealWriter:
         if self.closed:
             raise ValueError("write to a closed SealWriter")
         self._pending += data
-        self.plaintext_sha256.update(data)
         while len(self._pending) > self._chunk:
             self._emit(bytes(self._pending[: self._chunk]), last=False)
             del self._pending[: self._chunk]

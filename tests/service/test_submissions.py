@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkage.manifest import MANIFEST_KEY
+from linkage.spec import ROW_REF_COLUMN
 from service.crypto import SealError, load_enclave_private_key, open_sealed
 from service.crypto.envelope import split_frame
 from tests.service_fixtures import Service
@@ -189,15 +190,45 @@ def test_a_rejected_submission_never_supersedes_an_accepted_one(
     ]
 
 
+def _with_row_ref(extract: Path) -> bytes:
+    """The extract as older versions of `pprl hash` wrote it: row numbers inside."""
+    table = pq.read_table(extract)
+    refs = pa.array(range(1, table.num_rows + 1), pa.int64())
+    buffer = io.BytesIO()
+    pq.write_table(table.add_column(0, pa.field(ROW_REF_COLUMN, pa.int64(), False), refs)
+                   .replace_schema_metadata(pq.read_metadata(extract).metadata), buffer)  # fmt: skip
+    return buffer.getvalue()
+
+
 def test_row_ref_is_refused_by_the_enclave(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
     s = project_service
-    r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), strip_row_ref=False)
+    r = s.upload(s.tokens["housing"], _with_row_ref(hashed_extracts["housing"]),
+                 strip_row_ref=False)  # fmt: skip
     assert r.status_code == 202, r.text
     s.judge()
     (sub,) = _subs(s, s.tokens["housing"])
     assert sub["status"] == "rejected" and "row_ref" in sub["reason"]
+
+
+def test_an_older_extract_with_row_ref_is_sealed_without_it(
+    project_service: Service, hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    """`pprl submit` still takes a file written before row_ref moved to the local row map:
+    it rewrites it without row_ref (the slower path) and the enclave accepts the result,
+    which opens to exactly the table the current `pprl hash` writes."""
+    s = project_service
+    r = s.upload(s.tokens["housing"], _with_row_ref(hashed_extracts["housing"]))
+    assert r.status_code == 202, r.text
+    s.judge()
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "accepted", sub
+    (blob,) = list(s.settings.data_dir.rglob("*.sealed"))
+    key = load_enclave_private_key(s.settings.enclave_private_key_path)
+    _, parquet = split_frame(b"".join(open_sealed(blob, key)))
+    opened = pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))
+    assert opened.equals(pq.read_table(hashed_extracts["housing"]))
 
 
 @pytest.mark.parametrize(
@@ -290,9 +321,10 @@ def test_sealed_blob_hides_tokens_and_detects_tampering(
     key = load_enclave_private_key(s.settings.enclave_private_key_path)
     agreement, parquet = split_frame(b"".join(open_sealed(blob, key)))
     assert agreement.project_id == s.project_id
+    # the file `pprl hash` wrote travels byte for byte: no row_ref to strip, no re-encoding
+    assert parquet == source.read_bytes()
     opened = pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))
     assert "row_ref" not in opened.column_names
-    assert opened.equals(pq.read_table(source).drop(["row_ref"]))
     flipped = bytearray(sealed)
     flipped[len(flipped) // 2] ^= 0x01
     blob.write_bytes(bytes(flipped))

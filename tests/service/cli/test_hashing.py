@@ -18,7 +18,7 @@ from linkage.encode import hash_file, load_secret, read_manifest
 from linkage.manifest import key_check_value
 from linkage.normalise.names import normalise_name
 from linkage.normalise.postcodes import normalise_uk_postcode
-from linkage.spec import Spec, fingerprint
+from linkage.spec import Spec, fingerprint, output_schema
 from linkage.synthetic import generate_partners
 from service.cli import app
 from tests.conftest import EXAMPLE_EXTRACT, EXAMPLE_SPEC
@@ -98,11 +98,52 @@ def test_parquet_input_and_small_batches_give_the_same_tokens(
     table = generate_partners(300, seed=5)["housing"]
     pacsv.write_csv(table, csv_in)
     pq.write_table(table, pq_in)
-    hash_file(spec, key, csv_in, tmp_path / "a.parquet")
-    hash_file(spec, key, pq_in, tmp_path / "b.parquet", batch_rows=17)
+    hash_file(spec, key, csv_in, tmp_path / "a.parquet", row_map_path=tmp_path / "a.rows")
+    hash_file(spec, key, pq_in, tmp_path / "b.parquet", batch_rows=17,
+              row_map_path=tmp_path / "b.rows")  # fmt: skip
     a, b = pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")
     assert a.equals(b)
-    assert a.column("row_ref").to_pylist() == sorted(a.column("row_ref").to_pylist())
+    rows_a, rows_b = pq.read_table(tmp_path / "a.rows"), pq.read_table(tmp_path / "b.rows")
+    assert rows_a.equals(rows_b)
+    refs = rows_a.column("row_ref").to_pylist()
+    assert refs == sorted(refs) and len(refs) == a.num_rows
+
+
+def test_the_hashed_file_carries_no_row_numbers_the_row_map_keeps_them(
+    tmp_path: Path, secret_file: Path, spec: Spec
+) -> None:
+    """The file `pprl submit` uploads as written has no row_ref; --row-map keeps, for the
+    partner, which input row (1-based data row) each hashed row came from, rejects skipped."""
+    source = tmp_path / "in.csv"
+    table = generate_partners(200, seed=8)["housing"].drop(["person_id"])
+    pacsv.write_csv(table, source)
+    lines = source.read_text().splitlines()
+    blank = ",".join("" for _ in table.column_names)  # data row 4: no identifier at all
+    source.write_text("\n".join([*lines[:4], blank, *lines[4:]]) + "\n")
+    out, rows = tmp_path / "hashed.parquet", tmp_path / "rows.parquet"
+    code, stdout, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file,
+                                source, out, "--row-map", rows, "--json")  # fmt: skip
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["row_map"] == str(rows) and result["rows_rejected"] == 1
+    hashed = pq.read_table(out)
+    assert "row_ref" not in hashed.column_names
+    assert hashed.schema.names == [f.name for f in output_schema(spec) if f.name != "row_ref"]
+    refs = pq.read_table(rows).column("row_ref").to_pylist()
+    assert refs == [1, 2, 3, *range(5, table.num_rows + 2)]  # data row 4 was rejected
+    assert read_manifest(out).rows_written == hashed.num_rows == len(refs)
+    # the map never contains a token, only row numbers
+    assert pq.read_table(rows).column_names == ["row_ref"]
+    # --row-map cannot overwrite the extract, and is optional
+    code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source,
+                           tmp_path / "x.parquet", "--row-map", tmp_path / "x.parquet")  # fmt: skip
+    assert code != 0 and "row map must be a file of its own" in stderr
+    code, _, _ = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file, source,
+                      tmp_path / "y.parquet")  # fmt: skip
+    assert code == 0  # and writes no map unless asked (the refused run left nothing either)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hashed.parquet", "in.csv", "project.key", "rows.parquet", "y.parquet"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -133,7 +174,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(
     source.write_text(content)
     out, rejects = tmp_path / "out.parquet", tmp_path / "rejects.csv"
     code, _, stderr = pprl("hash", "--spec", EXAMPLE_SPEC, "--secret", secret_file,
-                           source, out, "--rejects", rejects)  # fmt: skip
+                           source, out, "--rejects", rejects, "--row-map", tmp_path / "rows")  # fmt: skip
     assert code != 0
     assert message in " ".join(stderr.split())
     assert "in.csv" in stderr
