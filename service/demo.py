@@ -98,7 +98,9 @@ def _truth(
     parts = []
     for name, path in hashed.items():
         table = pq.read_table(path)
-        rows = table.column("row_ref").to_numpy() - 1
+        # the partner's local row map (never uploaded): input row of each hashed row
+        row_map = path.with_name(path.name.replace(".hashed.parquet", ".rows.parquet"))
+        rows = pq.read_table(row_map).column("row_ref").to_numpy() - 1
         person = partner_tables[name].column("person_id").to_numpy()[rows]
         attrs = table.select([c for c in table.column_names if c.startswith("a_")])
         attrs = attrs.append_column(PARTNER, pa.array([name] * table.num_rows))
@@ -169,7 +171,8 @@ def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Sa
             pacsv.write_csv(tables[name].drop(["person_id"]), csv_path)
             hashed[name] = extracts / f"{name}.hashed.parquet"
             info = json.loads(_pprl(env, "hash", "--spec", SPEC, "--secret", secret, csv_path, hashed[name],
-                                    "--rejects", extracts / f"{name}.rejects.csv", "--json"))  # fmt: skip
+                                    "--rejects", extracts / f"{name}.rejects.csv",
+                                    "--row-map", extracts / f"{name}.rows.parquet", "--json"))  # fmt: skip
             # each partner keeps its own pins; the fingerprint comes from the project lead
             partner_env = {**env, "PPRL_TOKEN": tokens[name],
                            "PPRL_CONFIG_DIR": str(extracts / f".{name}-config")}  # fmt: skip
