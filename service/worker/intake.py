@@ -15,7 +15,6 @@ upload, so a rejected file never displaces a good one) or ``received`` -> ``reje
 from __future__ import annotations
 
 import math
-import multiprocessing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +30,7 @@ from service.db.models import Principal, Project, Submission
 from service.logs import log
 from service.projects.service import disclosure_policy
 from service.settings import Settings
+from service.worker.supervise import fork_server
 from service.worker.validator import run_job
 
 __all__ = ["Verdict", "judge_in_child", "validate_received"]
@@ -50,30 +50,6 @@ class Verdict:
     peak_rss_mb: float = 0.0  # the validator child's own peak
 
 
-_PRELOAD = [
-    "service.worker.validator",
-    "service.submissions.validate",
-    "service.crypto.envelope",
-    "linkage.spec",
-    "pyarrow.parquet",
-    "pyarrow.compute",
-]
-_CONTEXT: Any = None
-
-
-def _fork_server() -> Any:
-    """A fork server started once per worker, with the validator's modules imported, so a
-    child costs a fork rather than an interpreter start-up. The server is a fresh,
-    single-threaded interpreter: forking from it is safe where forking from the threaded
-    worker would not be."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
-        _CONTEXT = context
-    return _CONTEXT
-
-
 def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) -> Verdict:
     """Run the validator child on one job under the configured limits."""
     memory = (settings.validation_memory_mb << 20) + 3 * payload_bytes
@@ -82,7 +58,7 @@ def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) 
         f"the validator's limits ({memory >> 20:,} MB of memory, {timeout:g} s): refused as "
         "a possible decompression bomb or hostile file"
     )
-    context = _fork_server()
+    context = fork_server()
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=run_job, args=(sender, memory, math.ceil(timeout), job),
                             daemon=True)  # fmt: skip

@@ -11,6 +11,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from service.audit import Actor
 from service.crypto import load_enclave_private_key
@@ -27,10 +31,23 @@ from service.worker.enclave import (
 from service.worker.intake import validate_received
 from service.worker.queue import Claim, claim_next, finish_failed, finish_with_results, renew
 from service.worker.spark import stop_worker_spark, sweep_spark_scratch
-from service.worker.state import prune_states, store_state
+from service.worker.state import EnclaveState, prune_states, store_state
 from service.worker.supervise import run_limited
 
 __all__ = ["Worker"]
+
+
+def _private_bytes(key: X25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def _compute(
+    settings: Settings, db: Database, key: bytes, claim: Claim, progress: Any
+) -> tuple[dict[str, Any], float, EnclaveState]:
+    """:func:`compute_release` in the run's child: the key crosses the pipe to the child
+    (a private pipe between two enclave processes) as raw bytes, because key objects do
+    not pickle."""
+    return compute_release(settings, db, X25519PrivateKey.from_private_bytes(key), claim, progress)
 
 
 @dataclass
@@ -79,7 +96,7 @@ class Worker:
             # in a child process this worker can kill: a wall-clock limit per run, and no
             # orphaned computation if this worker dies
             released, epsilon, state = run_limited(
-                compute_release, self.settings, self.key, claim, progress=progress,
+                _compute, self.settings, _private_bytes(self.key), claim, progress=progress,
                 url=self.settings.url, limit_seconds=self.settings.run_time_limit_seconds,
             )  # fmt: skip
             # the next state is on disk before the release commits; the old one goes after

@@ -1,9 +1,12 @@
 """Keeping the enclave worker there, and its runs bounded.
 
-- :func:`run_limited` computes a run in a forked child process that the worker can kill:
-  a run past ``PPRL_RUN_TIME_LIMIT_SECONDS`` (wall clock) is stopped and fails with a
-  safe message, and the child dies with the worker (parent-death signal), so a killed
-  worker never leaves linkage computing as an orphan.
+- :func:`run_limited` computes a run in a child process that the worker can kill: a run
+  past ``PPRL_RUN_TIME_LIMIT_SECONDS`` (wall clock) is stopped and fails with a safe
+  message, and the child dies with the worker, so a killed worker never leaves linkage
+  computing as an orphan. The child comes from the worker's fork server, a fresh
+  single-threaded interpreter: forking the worker itself, which has threads (heartbeat,
+  signer, a database pool), let a child inherit locks held mid-operation and crash or
+  hang at random (seen in CI as a run failing within a second of starting).
 - :func:`die_with_parent` makes this process receive SIGKILL when its parent dies (the
   embedded worker of `pprl serve`, mid-run or not).
 - :class:`Supervisor` restarts the embedded worker of `pprl serve` when it exits.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -66,12 +70,43 @@ def _import_run_failed() -> type[Exception]:
     return RunFailed
 
 
+def _watch_worker(worker: int) -> None:
+    """End this process as soon as the worker ``worker`` is gone (its pidfd becomes
+    readable). The fork server is this child's parent, so the parent-death signal alone
+    would only fire once the fork server noticed the worker's death."""
+    try:
+        fd = os.pidfd_open(worker)
+    except (OSError, AttributeError):  # no pidfd (old kernel): poll instead
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(worker):
+                time.sleep(0.5)
+        os._exit(1)
+
+    if fd is None and not _alive(worker):
+        os._exit(1)
+    threading.Thread(target=watch, name="watch-worker", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _child(
-    conn: Connection, parent: int, fn: Callable[..., Any], args: Sequence[Any], url: str
+    conn: Connection, worker: int, fn: Callable[..., Any], args: Sequence[Any], url: str
 ) -> None:
-    die_with_parent(parent)
-    # a fresh database handle: locks and pooled connections of the parent's threads
-    # (heartbeat, signer) were copied mid-state by fork and must not be used here
+    die_with_parent()  # the fork server: it exits when the worker does
+    _watch_worker(worker)
     from service.db import Database
 
     db = Database(url)
@@ -102,13 +137,14 @@ def run_limited(
 ) -> _T:
     """``fn(settings, db, *args, progress)`` in a killable child, within ``limit_seconds``.
 
-    The child gets its own :class:`Database` for ``url``. Its ``RunFailed`` is re-raised
+    ``fn``, ``settings`` and ``args`` travel to the child by pickle (a module-level
+    function, plain data). The child gets its own :class:`Database` for ``url``. Its ``RunFailed`` is re-raised
     here with the same safe message; a run over its limit is killed and raises
     ``RunFailed`` naming the limit; a child that dies or errors raises :class:`ChildDied`
     or a ``RuntimeError`` naming only the exception type.
     """
     run_failed = _import_run_failed()
-    context = multiprocessing.get_context("fork")
+    context = fork_server()
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_child, args=(sender, os.getpid(), fn, (settings, *args), url), daemon=True
@@ -145,6 +181,35 @@ def run_limited(
             child.kill()
         child.join(timeout=30)
         receiver.close()
+
+
+#: imported once by the fork server, so a validator child costs a fork rather than an
+#: interpreter start-up. Only the validator's light modules: a run's child imports Splink
+#: itself, because everything preloaded here also counts against the validator child's
+#: address-space limit.
+_PRELOAD = [
+    "service.worker.validator",
+    "service.submissions.validate",
+    "service.crypto.envelope",
+    "linkage.spec",
+    "pyarrow.parquet",
+    "pyarrow.compute",
+]
+_CONTEXT: Any = None
+
+
+def fork_server() -> Any:
+    """The worker's fork server context (one per process, started on first use).
+
+    The server is a fresh, single-threaded interpreter: forking from it is safe where
+    forking from the threaded worker is not. Validator and run children both come from it.
+    """
+    global _CONTEXT
+    if _CONTEXT is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        _CONTEXT = context
+    return _CONTEXT
 
 
 def heartbeat_path(data_dir: Path) -> Path:

@@ -11,6 +11,7 @@ predicts with the model the DuckDB run trained: what must agree is the backend's
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -84,9 +85,11 @@ def test_two_service_runs_on_a_standalone_cluster_release_what_duckdb_releases(
         r = s.upload(s.tokens[partner], hashed_extracts[partner].read_bytes())
         assert r.status_code in (201, 202), r.text  # 202: the enclave validates it first
 
-    # one model, trained here on the same extracts, for every run of both backends (the
-    # worker computes each run in a forked child, which inherits this patch)
+    # one model, trained here on the same extracts, for every run of both backends. The
+    # worker computes each run in a child of its fork server, a fresh interpreter that
+    # would not see this patch: here, and only here, children are forked from this process
     spec = load_spec(EXAMPLE_SPEC)
+    monkeypatch.setattr("service.worker.supervise._CONTEXT", multiprocessing.get_context("fork"))
     extracts = {p: pq.read_table(hashed_extracts[p]) for p in ("housing", "police")}
     model = link(extracts, spec).model
 
