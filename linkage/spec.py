@@ -23,12 +23,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from linkage.errors import SpecError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported by output_schema only: the API parses specs and fingerprints them,
+# and must not load pyarrow to do so
 
 __all__ = [
     "ATTRIBUTE_KINDS",
@@ -509,6 +514,8 @@ def output_schema(spec: Spec) -> pa.Schema:
     and attributes: age_band/area/category as strings, count as int32. All but
     ``row_ref`` are nullable: a partner may leave any identifier empty for a row.
     """
+    import pyarrow as pa
+
     fields: list[pa.Field] = [pa.field(ROW_REF_COLUMN, pa.int64(), nullable=False)]
     tok = pa.binary(spec.token_bytes)
     fields += [pa.field(tc.column, tok) for tc in token_columns(spec)]

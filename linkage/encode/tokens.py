@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from linkage.spec import IdentifierSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported where arrays are made: token_domain serves the partner kit in the
+# API process, which must not load pyarrow
 
 __all__ = ["TokenMaker", "domain_prefix", "token_domain"]
 
@@ -54,6 +59,8 @@ class TokenMaker:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._inner.update(domain_prefix(field, variant))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        import pyarrow as pa
+
         self.length = length
         self.type = pa.binary(length)
 
@@ -67,6 +74,8 @@ class TokenMaker:
 
     def array(self, values: Sequence[str | None]) -> pa.FixedSizeBinaryArray:
         """Tokens of many values as a fixed-size binary array (``None`` stays null)."""
+        import pyarrow as pa
+
         n = self.length
         zero = bytes(n)
         inner_copy, outer_copy = self._inner.copy, self._outer.copy

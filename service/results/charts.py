@@ -10,10 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from typing import TYPE_CHECKING, Any
 
 from service.results.tables import (
     COHORTS,
@@ -22,6 +19,12 @@ from service.results.tables import (
     show,
     status_of,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib is imported where a chart is drawn, not here: the API imports this module
+# for its routes, and matplotlib (with numpy) would double the API process's memory
 
 __all__ = ["FORMATS", "ChartError", "available_charts", "chart", "plot_results", "render"]
 
@@ -45,6 +48,8 @@ def _source(released: Mapping[str, Any]) -> str:
 
 
 def _frame(released: Mapping[str, Any], title: str, size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=size, layout="constrained")
     fig.suptitle(title, fontsize=13, fontweight="bold", x=0.01, ha="left")
     # wrapped at the figure's width so the note is never cut off on narrow charts
@@ -92,6 +97,8 @@ def _ranges(ax: Any, names: list[str], released: Mapping[str, Any]) -> None:
 
 def upset(released: Mapping[str, Any], cohort: str = "persons") -> Figure:
     """UpSet chart: people known to exactly each combination of partners."""
+    from matplotlib.patches import Patch
+
     partners = sorted(released["partners"])
     prefix = f"{cohort}.only."
     combos = combinations_of(released, cohort)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Polygon
+from typing import TYPE_CHECKING, Any
 
 from service.results.charts import ChartError, _frame
 from service.results.tables import COHORTS, status_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["BoundariesError", "choropleth", "load_boundaries"]
 
@@ -64,6 +64,7 @@ def choropleth(
 ) -> Figure:
     """People of ``cohort`` per area, coloured by the released count."""
     import matplotlib
+    from matplotlib.patches import Patch, Polygon
 
     f = released["figures"]
     names = {a: f"{cohort}.by.{attr}.{a}.count" for a in boundaries}

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from linkage.match import Backend
-from linkage.match.backend import scratch_name, spark_conf, sweep_scratch
-
+# linkage.match (Splink, DuckDB) is imported where a run needs it: Settings imports
+# this module to parse PPRL_SPARK_CONF, and the API process must not load the engine
 if TYPE_CHECKING:
+    from linkage.match import Backend
     from service.settings import Settings
 
 __all__ = [
@@ -122,6 +122,8 @@ def worker_spark(settings: Settings) -> Any:
         if _session is None:
             from pyspark.sql import SparkSession
 
+            from linkage.match.backend import scratch_name, spark_conf
+
             conf = spark_conf(settings.spark_master, settings.spark_conf,
                               driver_host=settings.spark_driver_host,
                               bind_address=settings.spark_bind_address)  # fmt: skip
@@ -160,12 +162,16 @@ def stop_worker_spark() -> None:
 def sweep_spark_scratch(settings: Settings) -> int:
     """Remove the run and driver directories that killed workers of this host left in
     the Spark scratch (a live worker's, and other hosts', are left alone)."""
+    from linkage.match.backend import sweep_scratch
+
     return sweep_scratch(settings.spark_scratch)
 
 
 def run_backend(settings: Settings, workdir: Path) -> Backend:
     """The backend for one run: DuckDB with the worker's memory limit, spill cap and the
     run's private directory; or Spark with the worker's session and its scratch."""
+    from linkage.match import Backend
+
     if settings.linkage_backend == "spark":
         return Backend(
             kind="spark",
