@@ -32,10 +32,9 @@ _THREADPOOL_THREADS = 40
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """Build the app for ``settings`` (read from ``PPRL_*`` when not given)."""
     settings = settings or Settings()
-    # pyarrow imports pandas lazily on its first compute call (about 0.3 s); pay it at
-    # start-up rather than in the first partner's upload
-    import pandas  # noqa: F401
-
+    # no pyarrow, pandas, matplotlib or Splink here: the API stores sealed bytes it cannot
+    # open, and the pages that draw charts or build workbooks import theirs when they do
+    # (tests/service/test_api_imports.py keeps it so)
     db = db or Database(settings.url)
     app = FastAPI(
         title="pprl",
