@@ -16,24 +16,30 @@ a slot is asynchronous and holds no thread.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.api.cache import Lru
 from service.audit import Actor, record
 from service.audit.denials import DenialGate
+from service.audit.writer import AuditWriter
 from service.auth import Authenticated, authenticate, find_project, is_member
 from service.db import Database
 from service.db.models import Project
 from service.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.runs.service import Release
 
 __all__ = [
     "AppState",
@@ -44,12 +50,14 @@ __all__ = [
     "ReadSession",
     "Slot",
     "State",
+    "audit_writer",
     "authenticate_request",
     "db_slot",
     "denial_gate",
     "deny",
     "in_db_slot",
     "member_project",
+    "member_project_id",
     "record_denial",
     "require_role",
     "write_closed_denials",
@@ -71,6 +79,17 @@ class AppState:
     audit_public_key: Ed25519PublicKey
     db_slots: anyio.CapacityLimiter
     denials: DenialGate | None = None  # made from the settings on first use
+    writer: AuditWriter | None = None  # made on first use
+    # immutable things served often: releases by run id, audit events' JSON by (seq, hash)
+    releases: Lru[str, Release] = field(default_factory=lambda: Lru(64))
+    event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
+
+
+def audit_writer(state: AppState) -> AuditWriter:
+    """The process's group-commit writer of audit events that responses wait for."""
+    if state.writer is None:
+        state.writer = AuditWriter(state.db)
+    return state.writer
 
 
 def denial_gate(state: AppState) -> DenialGate:
@@ -266,14 +285,44 @@ def member_project(
         project = find_project(session, project_ref)
     except NotFound as exc:
         raise deny(state, exc, actor=caller.actor, action=action) from None
+    _check_member(state, session, caller, project.id, project_ref, action, admin_ok)
+    return project
+
+
+def member_project_id(
+    state: AppState,
+    session: Session,
+    caller: Authenticated,
+    project_ref: str,
+    action: str,
+    *,
+    roles: tuple[str, ...],
+    admin_ok: bool = True,
+) -> str:
+    """:func:`member_project`'s checks and refusals, returning only the project's id
+    (for hot read paths: the project row carries its whole spec)."""
+    require_role(state, caller, action, *roles)
+    project_id = session.execute(
+        select(Project.id).where((Project.id == project_ref) | (Project.name == project_ref))
+    ).scalar()
+    if project_id is None:
+        raise deny(state, NotFound(f"no project {project_ref!r}"), actor=caller.actor,
+                   action=action)  # fmt: skip
+    _check_member(state, session, caller, project_id, project_ref, action, admin_ok)
+    return project_id
+
+
+def _check_member(
+    state: AppState, session: Session, caller: Authenticated, project_id: str,
+    project_ref: str, action: str, admin_ok: bool,
+) -> None:  # fmt: skip
     if caller.role == "admin" and admin_ok:
-        return project
-    if caller.role == "dpo" or not is_member(session, project.id, caller.id):
+        return
+    if caller.role == "dpo" or not is_member(session, project_id, caller.id):
         raise deny(
             state,
             NotFound(f"no project {project_ref!r}"),
             actor=caller.actor,
             action=action,
-            project_id=project.id,
+            project_id=project_id,
         )
-    return project

@@ -45,7 +45,7 @@ def _out(row: Principal) -> dict[str, object]:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
 def create_token(
-    body: TokenCreate, state: State, session: DbSession, caller: Caller
+    body: TokenCreate, state: State, caller: Caller, session: DbSession
 ) -> TokenCreated:
     """Create a principal with a role and print its bearer token once (admin)."""
     require_role(state, caller, "create tokens", "admin")
@@ -57,7 +57,7 @@ def create_token(
 
 
 @router.get("", response_model=list[PrincipalOut])
-def list_tokens(state: State, session: ReadSession, caller: Caller) -> list[PrincipalOut]:
+def list_tokens(state: State, caller: Caller, session: ReadSession) -> list[PrincipalOut]:
     """Every principal (never a token or its digest) (admin)."""
     require_role(state, caller, "list tokens", "admin")
     rows = session.execute(select(Principal).order_by(Principal.created_at)).scalars()
@@ -65,7 +65,7 @@ def list_tokens(state: State, session: ReadSession, caller: Caller) -> list[Prin
 
 
 @router.delete("/{principal}", response_model=PrincipalOut)
-def revoke_token(principal: str, state: State, session: DbSession, caller: Caller) -> PrincipalOut:
+def revoke_token(principal: str, state: State, caller: Caller, session: DbSession) -> PrincipalOut:
     """Revoke a principal's token by name or id (admin)."""
     require_role(state, caller, "revoke tokens", "admin")
     row = revoke_principal(session, name_or_id=principal, by=caller.actor)

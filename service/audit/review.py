@@ -14,14 +14,14 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from service.audit.chain import HASHED_FIELDS, ChainReport, verify_events
+from service.audit.chain import HASHED_FIELDS, ChainReport, event_hash, verify_events
 from service.audit.checkpoints import verify_checkpoint
 from service.audit.receipt import Receipt
 from service.crypto import public_key_hex
@@ -33,6 +33,7 @@ __all__ = [
     "export_csv",
     "export_jsonl",
     "page",
+    "page_json",
     "parse_export",
     "receipt_for",
     "verify",
@@ -79,11 +80,7 @@ def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
     return query
 
 
-def page(
-    session: Session, f: AuditFilter, *, limit: int, before: int | None
-) -> tuple[list[dict[str, Any]], int]:
-    """Newest first, ``limit`` events with seq < ``before``; and the filtered total."""
-    query = _filtered(select(AuditEvent), f)
+def _total(session: Session, f: AuditFilter) -> int:
     if f == AuditFilter():
         # unfiltered: the sequence is gap-free from 1, so the head is the count (a count(*)
         # over a million events on every page load was the page's largest cost at scale)
@@ -92,11 +89,63 @@ def page(
         total = session.execute(
             _filtered(select(func.count()).select_from(AuditEvent), f)
         ).scalar_one()
-    if before is not None:
-        # a sequence number is a 64-bit integer; a page link edited by hand may not be
-        query = query.where(AuditEvent.seq < max(0, min(before, 2**63 - 1)))
+    return int(total)
+
+
+def _before(query: Select[Any], before: int | None) -> Select[Any]:
+    if before is None:
+        return query
+    # a sequence number is a 64-bit integer; a page link edited by hand may not be
+    return query.where(AuditEvent.seq < max(0, min(before, 2**63 - 1)))
+
+
+def page(
+    session: Session, f: AuditFilter, *, limit: int, before: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, ``limit`` events with seq < ``before``; and the filtered total."""
+    total = _total(session, f)
+    query = _before(_filtered(select(AuditEvent), f), before)
     rows = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars()
-    return [event_dict(e) for e in rows], int(total)
+    return [event_dict(e) for e in rows], total
+
+
+class EventJson(Protocol):
+    """Where :func:`page_json` keeps events' JSON between pages (an LRU map)."""
+
+    def get(self, key: tuple[int, str]) -> bytes | None: ...
+    def put(self, key: tuple[int, str], value: bytes) -> None: ...
+
+
+def page_json(
+    session: Session, f: AuditFilter, *, limit: int, before: int | None, known: EventJson
+) -> bytes:
+    """The page :func:`page` returns, as the JSON of ``{"events", "total", "next_before"}``.
+
+    Events are append-only, so an event's JSON is kept under its (seq, hash) and only
+    the page's (seq, hash) pairs and the events not seen before are read: a page under
+    a stream of new events costs a few rows, not a hundred. Only an event whose content
+    matches its hash is kept; a row changed since it was kept under an unchanged hash is
+    shown as it was (its edit is for verification to catch, which reads the database).
+    """
+    total = _total(session, f)
+    query = cast("Select[Any]", select(AuditEvent.seq, AuditEvent.hash))
+    query = _before(_filtered(query, f), before)
+    keys = [(int(seq), str(h)) for seq, h in session.execute(
+        query.order_by(AuditEvent.seq.desc()).limit(limit))]  # fmt: skip
+    parts: dict[tuple[int, str], bytes | None] = {key: known.get(key) for key in keys}
+    missing = [seq for (seq, _h), part in parts.items() if part is None]
+    if missing:
+        rows = session.execute(select(AuditEvent).where(AuditEvent.seq.in_(missing))).scalars()
+        for row in rows:
+            event = event_dict(row)
+            fresh = to_json(event)
+            parts[(row.seq, row.hash)] = fresh
+            if event_hash(event) == row.hash:
+                known.put((row.seq, row.hash), fresh)
+    events = b",".join(part for key in keys if (part := parts.get(key)) is not None)
+    more = len(keys) == limit and keys[-1][0] > 1
+    tail = {"total": total, "next_before": keys[-1][0] if more else None}
+    return b'{"events":[' + events + b"]," + to_json(tail)[1:]
 
 
 def _events(session: Session, start: int = 1) -> Iterator[dict[str, Any]]:

@@ -46,18 +46,20 @@ def authenticate(session: Session, token: str | None) -> Authenticated:
     if not token:
         raise Unauthorized("missing bearer token (set PPRL_TOKEN or the Authorization header)")
     wanted = digest(token)
-    row = session.execute(select(Principal).where(Principal.token_digest == wanted)).scalar()
+    # one query, plain columns (no ORM objects): this runs on every request
+    row = session.execute(
+        select(Principal.id, Principal.name, Principal.role, Principal.token_digest,
+               Principal.revoked_at, Principal.expires_at, Partner.name)
+        .outerjoin(Partner, Partner.id == Principal.partner_id)
+        .where(Principal.token_digest == wanted)
+    ).first()  # fmt: skip
     if row is None or not same_digest(row.token_digest, wanted):
         raise Unauthorized("unknown token")
-    now = datetime.now(UTC)
     if row.revoked_at is not None:
         raise Unauthorized("this token has been revoked")
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and _aware(row.expires_at) <= datetime.now(UTC):
         raise Unauthorized("this token has expired")
-    partner = None
-    if row.partner_id is not None:
-        partner = session.execute(select(Partner.name).where(Partner.id == row.partner_id)).scalar()
-    return Authenticated(row.id, row.name, row.role, partner)
+    return Authenticated(row.id, row.name, row.role, row[6])
 
 
 def _aware(moment: datetime) -> datetime:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from service.api.deps import (
     AppState,
+    AsyncCaller,
     Caller,
     DbSession,
     ReadSession,
     State,
+    audit_writer,
     deny,
+    in_db_slot,
     member_project,
+    member_project_id,
 )
 from service.auth import Authenticated, find_project
 from service.db.models import Project, Run
@@ -32,7 +36,7 @@ ANALYSTS = ("analyst",)
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut)
 def create_run(
-    project_id: str, state: State, session: DbSession, caller: Caller, body: RunCreate | None = None
+    project_id: str, state: State, caller: Caller, session: DbSession, body: RunCreate | None = None
 ) -> RunOut:
     """Queue a linkage run of the project's current submissions (analyst)."""
     project = member_project(state, session, caller, project_id, "run linkage", roles=ANALYSTS)
@@ -48,7 +52,7 @@ def create_run(
 
 
 @router.get("", response_model=list[RunOut])
-def list_runs(project_id: str, state: State, session: ReadSession, caller: Caller) -> list[RunOut]:
+def list_runs(project_id: str, state: State, caller: Caller, session: ReadSession) -> list[RunOut]:
     """The project's runs, oldest first (analyst)."""
     project = member_project(state, session, caller, project_id, "list runs", roles=ANALYSTS)
     return [service.run_out(session, r) for r in service.list_runs(session, project.id)]
@@ -56,24 +60,53 @@ def list_runs(project_id: str, state: State, session: ReadSession, caller: Calle
 
 @router.get("/{run_id}", response_model=RunOut)
 def get_run(
-    project_id: str, run_id: str, state: State, session: ReadSession, caller: Caller
+    project_id: str, run_id: str, state: State, caller: Caller, session: ReadSession
 ) -> RunOut:
     """A run's status, stage and progress (analyst)."""
     project = member_project(state, session, caller, project_id, "read runs", roles=ANALYSTS)
     return service.run_out(session, service.get_run(session, project.id, run_id))
 
 
-@router.get("/{run_id}/results")
-def get_results(
-    project_id: str, run_id: str, state: State, session: DbSession, caller: Caller
-) -> dict[str, Any]:
+def _release(
+    state: AppState, caller: Authenticated, project_id: str, run_id: str
+) -> tuple[Run, service.Release]:
+    """The caller's run and its release, checked as every read is (role, membership,
+    status); the release's bytes from memory after the first read."""
+    with state.db.snapshot() as session:
+        project = member_project_id(state, session, caller, project_id, "read results",
+                                    roles=ANALYSTS)  # fmt: skip
+        run = service.get_run(session, project, run_id)
+        release = service.release_of(session, run, state.releases.get(run.id))
+        state.releases.put(run.id, release)
+        session.expunge(run)
+        return run, release
+
+
+@router.get(
+    "/{run_id}/results",
+    responses={
+        200: {"description": "the release", "content": {"application/json": {"schema": {"type": "object"}}}},
+        304: {"description": "the release named by If-None-Match (its ETag, the release's sha256)"},
+    },
+)  # fmt: skip
+async def get_results(
+    project_id: str, run_id: str, request: Request, state: State, caller: AsyncCaller
+) -> Response:
     """The released, disclosure-controlled figures of a finished run (analyst; audited).
 
     ``figures`` maps each figure name to its released value, ``null`` where suppressed.
+    The ``ETag`` is the release's sha256; a read with ``If-None-Match`` naming it gets
+    304 and no body, and is audited too. Either answer is sent only once its
+    ``results.read`` event is committed.
     """
-    project = member_project(state, session, caller, project_id, "read results", roles=ANALYSTS)
-    run = service.get_run(session, project.id, run_id)
-    return service.read_results(session, run, by=caller.actor)
+    run, release = await in_db_slot(state, _release, state, caller, project_id, run_id)
+    held = release.etag in request.headers.get("if-none-match", "")
+    await audit_writer(state).record(
+        **service.read_event(run, release, by=caller.actor, not_modified=held)
+    )
+    if held:
+        return Response(status_code=304, headers={"ETag": release.etag})
+    return Response(release.body, media_type="application/json", headers={"ETag": release.etag})
 
 
 def _checker_run(
@@ -96,7 +129,7 @@ def _checker_run(
 
 @router.get("/{run_id}/approval")
 def held_release(
-    project_id: str, run_id: str, state: State, session: DbSession, caller: Caller
+    project_id: str, run_id: str, state: State, caller: Caller, session: DbSession
 ) -> dict[str, Any]:
     """The release a run is holding for approval (DPO or the project's output checker;
     audited). Same shape as the results."""
@@ -106,7 +139,7 @@ def held_release(
 
 @router.post("/{run_id}/approval", response_model=RunOut)
 def decide_release(
-    project_id: str, run_id: str, body: Decision, state: State, session: DbSession, caller: Caller
+    project_id: str, run_id: str, body: Decision, state: State, caller: Caller, session: DbSession
 ) -> RunOut:
     """Approve or refuse a held release (DPO or the project's output checker; audited).
     Approved, the analyst can read it; refused, never."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,13 +19,16 @@ from service.projects.service import project_rules
 from service.runs.schemas import RunCreate, RunOut
 
 __all__ = [
+    "Release",
     "check_run_allowed",
     "decide_release",
     "get_run",
     "held_release",
     "list_runs",
     "queue_run",
+    "read_event",
     "read_results",
+    "release_of",
     "run_out",
 ]
 
@@ -129,22 +134,72 @@ def list_runs(session: Session, project_id: str) -> list[Run]:
 
 
 def read_results(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
-    """The released figures of a finished run; every read is an audited release."""
+    """The released figures of a finished run; every read is an audited release (written
+    in ``session``'s transaction: for the pages; the API groups its reads' events)."""
+    release = release_of(session, run)
+    record(session, **read_event(run, release, by=by))
+    released: dict[str, Any] = json.loads(release.body)
+    return released
+
+
+@dataclass(frozen=True)
+class Release:
+    """A finished run's release as served: the stored JSON bytes and what its read
+    events name (digest, how many figures were shown and suppressed)."""
+
+    body: bytes
+    sha256: str
+    figures_count: int
+    suppressed: int
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+def _check_readable(run: Run) -> None:
     if run.status == "awaiting_approval":
         raise Conflict(f"run {run.id} is waiting for an output checker's approval")
     if run.status != "done":
         raise Conflict(f"run {run.id} is {run.status}; results exist only for finished runs")
+
+
+def release_of(session: Session, run: Run, known: Release | None = None) -> Release:
+    """The release of a finished run, for :func:`read_event` (which the caller must write
+    before sending it). ``known``: this run's release as loaded before; it is returned
+    as it is, since a run's result row is written once by the worker and never changed
+    (no code path updates or deletes it), and ``done`` is a final status."""
+    _check_readable(run)
+    if known is not None:
+        return known
     result = session.get(Result, run.id)
     if result is None:  # pragma: no cover - done runs always have results
         raise NotFound("no results for this run")
     released: dict[str, Any] = json.loads(result.released_json)
-    shown = sum(1 for v in released["figures"].values() if v is not None)
-    # the figure names are in the run's results.released event; a read names that release
-    # by digest rather than repeating hundreds of names in every event
-    record(session, actor=by, action="results.read", project_id=run.project_id, subject=run.id,
-           details={"to": by.name, "figures_count": shown, "suppressed": len(released["suppressed"]),
-                    "released_sha256": result.sha256})  # fmt: skip
-    return released
+    body = result.released_json.encode()
+    return Release(
+        body=body,
+        sha256=hashlib.sha256(body).hexdigest(),  # = Result.sha256, from the bytes served
+        figures_count=sum(1 for v in released["figures"].values() if v is not None),
+        suppressed=len(released["suppressed"]),
+    )
+
+
+def read_event(
+    run: Run, release: Release, *, by: Actor, not_modified: bool = False
+) -> dict[str, Any]:
+    """The ``results.read`` event of serving ``release`` (keyword arguments of ``record``).
+
+    The figure names are in the run's ``results.released`` event; a read names that
+    release by digest rather than repeating hundreds of names in every event.
+    """
+    details: dict[str, Any] = {"to": by.name, "figures_count": release.figures_count,
+                               "suppressed": release.suppressed,
+                               "released_sha256": release.sha256}  # fmt: skip
+    if not_modified:  # the client showed it holds this release already (If-None-Match)
+        details["not_modified"] = True
+    return {"actor": by, "action": "results.read", "project_id": run.project_id,
+            "subject": run.id, "details": details}  # fmt: skip
 
 
 def held_release(session: Session, run: Run, *, by: Actor) -> dict[str, Any]:
