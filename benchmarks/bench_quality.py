@@ -129,9 +129,10 @@ def run_pprl(name: str, hard_population: int, queue: Any) -> None:
         for pname, table in tables.items():
             source, target = Path(tmp) / f"{pname}.csv", Path(tmp) / f"{pname}.parquet"
             pacsv.write_csv(table.drop(["truth"]), source)
-            hash_file(spec, KEY, source, target)
+            rowmap = Path(tmp) / f"{pname}.rows.parquet"
+            hash_file(spec, KEY, source, target, row_map_path=rowmap)
             extracts[pname] = pq.read_table(target)
-            rows = extracts[pname].column("row_ref").to_numpy() - 1
+            rows = pq.read_table(rowmap).column("row_ref").to_numpy() - 1
             truth[pname] = table.column("truth").to_numpy()[rows]
     hashed = time.perf_counter() - start
     result = link(extracts, spec)
