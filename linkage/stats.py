@@ -7,7 +7,11 @@ A *person* is a cluster of linked records. Figures are flat, named counts and me
   both, whoever else); ``persons.at_least_2`` / ``persons.at_least_3``;
 - the same under ``frequent.`` for frequent users (total contacts >= the threshold);
 - per cohort (``persons``, ``multi`` = known to >= 2, ``frequent``) and attribute:
-  ``<cohort>.by.<attribute>.<value>.count`` and ``.mean_contacts``.
+  ``<cohort>.by.<attribute>.<value>.count`` and ``.mean_contacts``;
+- per cohort, two-way tables of a banded attribute (age band, area) by a category
+  attribute (need): ``<cohort>.cross.<a>.<value of a>.<b>.<value of b>.count``, each row
+  and each column of which sums to the one-way figure ``<cohort>.by.<a>.<value>.count``
+  (resp. ``<b>``), so secondary suppression protects its cells from both directions.
 
 Alongside the figures come the additive relations between them (a total and the cells
 that sum to it, some cells possibly unreleased "virtual" complements), which secondary
@@ -34,7 +38,7 @@ from linkage.match.link import link_strength_bands
 from linkage.perturb import person_keys, xor_fold
 from linkage.spec import Spec, attribute_column
 
-__all__ = ["UNKNOWN", "Figures", "Relation", "compute_figures"]
+__all__ = ["UNKNOWN", "Figures", "Relation", "compute_figures", "cross_name", "crosses_of"]
 
 UNKNOWN = "unknown"
 _ALL_COMBINATIONS_UP_TO = 8  # partners; beyond, only the combinations that occur
@@ -66,14 +70,17 @@ class Figures:
     #: count figures a person can be in beyond the cohorts above (the ranges and the
     #: linkage-quality pack, see :func:`_ranges_and_quality`)
     extra_cells: int = 0
+    #: the two-way tables (row attribute, column attribute), see :func:`crosses_of`
+    crosses: list[tuple[str, str]] = field(default_factory=list)
 
     def cells_per_person(self) -> int:
         """The most count figures (released or virtual) one person can be in."""
         m, a = len(self.partners), len(self.attributes)
         overlap = 1 + m + 1 + m * (m - 1) // 2 + (m >= 2) + (m >= 3)
         # persons.* and frequent.* (or nonfrequent.*), multi.total or single.total, and
-        # one breakdown cell per attribute in persons, multi or single, frequent or not
-        return 2 * overlap + 1 + 3 * a + self.extra_cells
+        # one breakdown cell per attribute, and one cell per two-way table, in persons,
+        # multi or single, frequent or not
+        return 2 * overlap + 1 + 3 * a + 3 * len(self.crosses) + self.extra_cells
 
     def means_per_person(self) -> int:
         """The most means one person's contacts enter (persons, multi, frequent)."""
@@ -199,6 +206,39 @@ def _breakdown(fig: Figures, cohort: str, total: str, people: pd.DataFrame, attr
         fig.relations.append(Relation(total, tuple(names)))
 
 
+def cross_name(cohort: str, a: str, value_a: str, b: str, value_b: str) -> str:
+    """The figure name of one cell of a two-way table (people, not records)."""
+    return f"{cohort}.cross.{a}.{value_a}.{b}.{value_b}.count"
+
+
+def crosses_of(spec: Spec) -> list[tuple[str, str]]:
+    """The two-way tables of a spec: each banded attribute (age band, area) by each
+    category attribute (need), in the spec's order."""
+    banded = [a.name for a in spec.attributes if a.kind in ("age_band", "area")]
+    categories = [a.name for a in spec.attributes if a.kind == "category"]
+    return [(a, b) for a in banded for b in categories]
+
+
+def _cross(fig: Figures, cohort: str, people: pd.DataFrame, values: dict[str, list[str]]) -> None:
+    """Counts of ``cohort`` in every cell of each two-way table, with the row and column
+    relations to the one-way breakdowns (counts only: no means, so no extra sums)."""
+    for a, b in fig.crosses:
+        counts = people.groupby([a, b]).size() if len(people) else pd.Series(dtype=np.int64)
+        folds = people.groupby([a, b])["key"].agg(_fold) if len(people) else pd.Series()
+        columns: dict[str, list[str]] = {vb: [] for vb in values[b]}
+        for va in values[a]:
+            row = []
+            for vb in values[b]:
+                name = cross_name(cohort, a, va, b, vb)
+                fig.counts[name] = int(counts.get((va, vb), 0))
+                fig.populations[name] = int(folds.get((va, vb), 0))
+                row.append(name)
+                columns[vb].append(name)
+            fig.relations.append(Relation(f"{cohort}.by.{a}.{va}.count", tuple(row)))
+        for vb, cells in columns.items():
+            fig.relations.append(Relation(f"{cohort}.by.{b}.{vb}.count", tuple(cells)))
+
+
 def compute_figures(
     records: pa.Table, spec: Spec, frequent_threshold: int | None = None
 ) -> Figures:
@@ -214,7 +254,7 @@ def compute_figures(
         declared = list(attr.band_labels()) if attr.kind == "age_band" else list(attr.values or ())
         seen = sorted(set(people[attr.name]) - set(declared) - {UNKNOWN})
         values[attr.name] = declared + seen + [UNKNOWN]
-    fig = Figures(partners=partners, attributes=attrs)
+    fig = Figures(partners=partners, attributes=attrs, crosses=crosses_of(spec))
 
     frequent = people[people["contacts"] >= threshold]
     multi = people[people["n_partners"] >= 2]
@@ -226,6 +266,7 @@ def compute_figures(
     for cohort, group, total in (("persons", people, "persons.total"), ("multi", multi, "multi.total"),
                                  ("frequent", frequent, "frequent.total")):  # fmt: skip
         _breakdown(fig, cohort, total, group, attrs, values)
+        _cross(fig, cohort, group, values)
 
     # complements: a subset cohort's cell and its parent's cell reveal their difference
     non_frequent = people[people["contacts"] < threshold]
@@ -238,6 +279,7 @@ def compute_figures(
             fig.counts[f"{rest_prefix}.total"] = len(rest)
             fig.populations[f"{rest_prefix}.total"] = _fold(rest["key"])
         _breakdown(fig, rest_prefix, f"{rest_prefix}.total", rest, attrs, values)
+        _cross(fig, rest_prefix, rest, values)
         fig.virtual |= set(fig.counts) - before
         for name in list(fig.counts):
             if name.startswith(f"{sub}."):

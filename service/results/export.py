@@ -7,7 +7,14 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from service.results.tables import footnotes, policy_in_words, result_tables, show, tidy_rows
+from service.results.tables import (
+    Table,
+    footnotes,
+    policy_in_words,
+    result_tables,
+    show,
+    tidy_rows,
+)
 
 __all__ = ["TIDY_COLUMNS", "csv_text", "notes_rows", "xlsx_bytes"]
 
@@ -100,6 +107,11 @@ def xlsx_bytes(
             for i, c in enumerate(cells):
                 if c.value is None:
                     sheet.cell(sheet.max_row, 2 + 2 * i).fill = grey
+        marks = _marks_used(table)
+        if marks:  # the marks of this sheet explained on it, not only on the notes sheet
+            sheet.append([])
+            for note in marks:
+                sheet.append([note])
         for col in range(1, len(header) + 1):
             sheet.column_dimensions[get_column_letter(col)].width = 36 if col == 1 else 18
 
@@ -116,6 +128,21 @@ def xlsx_bytes(
     buf = io.BytesIO()
     book.save(buf)
     return buf.getvalue()
+
+
+_MARK_NOTES = {
+    "suppressed-primary": "suppressed-primary: the figure itself is too small to release "
+    "(or a mean rests on too few people).",
+    "suppressed-secondary": "suppressed-secondary: hidden so that a small figure cannot be "
+    "worked out from its row or column total and the other released cells.",
+    "released-held": "released-held: unchanged since an earlier release by the stability rule.",
+}
+
+
+def _marks_used(table: Table) -> list[str]:
+    """Footnotes for the statuses that occur in ``table`` (in a fixed order)."""
+    used = {cell.status for _, cells in table.rows for cell in cells}
+    return [f"Note: {text}" for status, text in _MARK_NOTES.items() if status in used]
 
 
 def _sheet_title(key: str, used: set[str]) -> str:

@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from linkage.stats import cross_name
+
 __all__ = [
     "SUPPRESSED",
     "Cell",
     "Table",
     "breakdown_values",
+    "cross_pairs",
+    "cross_tables",
     "footnotes",
     "natural_key",
     "overlap_rows",
@@ -142,6 +146,45 @@ def breakdown_values(released: Mapping[str, Any], attr: str) -> list[str]:
     return sorted(values, key=natural_key)
 
 
+def cross_pairs(released: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The two-way tables a release holds, as (row attribute, column attribute)."""
+    figures = released["figures"]
+    attrs = list(released.get("attributes", []))
+    pairs = []
+    for a in attrs:
+        for b in attrs:
+            if a == b:
+                continue
+            rows, cols = breakdown_values(released, a), breakdown_values(released, b)
+            if rows and cols and cross_name("persons", a, rows[0], b, cols[0]) in figures:
+                pairs.append((a, b))
+    return pairs
+
+
+def cross_tables(released: Mapping[str, Any]) -> list[Table]:
+    """Two-way tables (e.g. age band by need) per cohort, with row and column totals
+    (the one-way breakdowns) and the cohort's total; every cell keeps its status."""
+    tables: list[Table] = []
+    threshold = released.get("frequent_threshold")
+    titles = {**COHORTS, "frequent": f"Frequent users ({threshold} or more contacts)"}
+    for a, b in cross_pairs(released):
+        rows, cols = breakdown_values(released, a), breakdown_values(released, b)
+        for cohort in ("persons", "multi", "frequent"):
+            total = "multi.total" if cohort == "multi" else f"{cohort}.total"
+            table = Table(
+                f"cross-{a}-{b}-{cohort}",
+                f"{titles[cohort]}: {a.replace('_', ' ')} by {b.replace('_', ' ')}",
+                [a.replace("_", " "), *cols, "all"],
+            )
+            for va in rows:
+                cells = [_cell(released, cross_name(cohort, a, va, b, vb)) for vb in cols]
+                table.rows.append((va, [*cells, _cell(released, f"{cohort}.by.{a}.{va}.count")]))
+            table.rows.append(("all", [*(_cell(released, f"{cohort}.by.{b}.{vb}.count") for vb in cols),
+                                       _cell(released, total)]))  # fmt: skip
+            tables.append(table)
+    return tables
+
+
 def is_bound(released: Mapping[str, Any], name: str) -> bool:
     """Whether ``name`` is the ``.low`` or ``.high`` end of another figure's plausible range."""
     base, _, end = name.rpartition(".")
@@ -214,6 +257,7 @@ def result_tables(released: Mapping[str, Any]) -> list[Table]:
                 ]
             table.rows.append((value, cells))
         tables.append(table)
+    tables += cross_tables(released)
     quality = sorted((n for n in released["figures"] if n.startswith("quality.")), key=natural_key)
     if quality:
         table = Table("quality", "Linkage quality (people, disclosure-controlled)", ["", "people"])
@@ -231,12 +275,15 @@ def result_tables(released: Mapping[str, Any]) -> list[Table]:
 def tidy_rows(released: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per released figure: figure group, breakdown, value, status, figure name."""
     rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for table in result_tables(released):
         measures = table.header[1:]
         for label, cells in table.rows:
             for measure, cell in zip(measures, cells, strict=True):
-                if cell.status == "absent":
+                # a two-way table's margins are the one-way figures, listed once
+                if cell.status == "absent" or cell.figure in seen:
                     continue
+                seen.add(cell.figure)
                 group = table.title if len(measures) == 1 else f"{table.title}: {measure}"
                 rows.append({"figure_group": group, "breakdown": label,
                              "value": "" if cell.value is None else cell.value,

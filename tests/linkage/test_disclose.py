@@ -17,7 +17,7 @@ from linkage.disclose import Release, apply_primary, disclose
 from linkage.errors import DisclosureError
 from linkage.match import PARTNER, PERSON
 from linkage.perturb import ptable
-from linkage.spec import DisclosurePolicy, Spec
+from linkage.spec import DisclosurePolicy, Spec, parse_spec
 from linkage.stats import Figures, Relation, compute_figures
 
 NHS = DisclosurePolicy()
@@ -125,9 +125,13 @@ def test_noise_is_fresh_when_anything_changes(spec: Spec) -> None:
         disclose(fig, EXACT, cell_key_secret=SECRET, parameters={"frequent_threshold": 12}),
         disclose(fig, EXACT, cell_key_secret=SECRET, inputs=["sha256:other"]),
     ]
+    # cells suppressed in both (small cells of the two-way tables, mostly) say nothing
+    # about the noise: compare the ones released
+    shown = [n for n in fig.counts if n not in fig.virtual and base.figures[n] is not None]
+    assert len(shown) > 50
     for other in others:
-        same = sum(base.figures[n] == other.figures[n] for n in fig.counts if n not in fig.virtual)
-        assert same < 0.6 * len(base.figures), same  # independent draws, not a copy
+        same = sum(base.figures[n] == other.figures[n] for n in shown)
+        assert same < 0.6 * len(shown), same  # independent draws, not a copy
 
 
 def test_same_people_same_noise_within_a_release(spec: Spec) -> None:
@@ -338,3 +342,84 @@ def test_what_leaves_the_enclave_is_plain_json_of_aggregates(spec: Spec) -> None
         assert all(p.count("|") == 1 for p in release.anchors["public"])
         assert "person" not in json.dumps(release.guarantee).replace("_per_person", "")
         assert json.loads(text)["guarantee"]["counts_per_person"] == fig.cells_per_person()
+
+
+# -- two-way tables ----------------------------------------------------------------------
+
+
+def _lines(fig: Figures, cohort: str) -> list[tuple[str, list[str]]]:
+    """(margin, cells) of every row and column of the cohort's two-way tables."""
+    prefix = f"{cohort}.cross."
+    return [(r.total, list(r.cells)) for r in fig.relations
+            if r.total.startswith(f"{cohort}.by.") and r.cells[0].startswith(prefix)]  # fmt: skip
+
+
+def test_two_way_cells_add_up_to_their_one_way_margins(spec: Spec) -> None:
+    fig = compute_figures(records(3), spec)
+    assert fig.crosses == [("age_band", "need"), ("area", "need")]
+    for cohort in ("persons", "multi", "frequent"):
+        lines = _lines(fig, cohort)
+        # rows: 9 age bands + 'unknown', 3 areas seen + 'unknown'; columns: 8 needs +
+        # 'unknown', once per table
+        assert len(lines) == (10 + 9) + (4 + 9)
+        for margin, cells in lines:
+            assert sum(fig.counts[c] for c in cells) == fig.counts[margin]
+    # the complements (not frequent, known to one partner) are never released
+    assert all(n in fig.virtual for n in fig.counts if n.startswith(("nonfrequent.cross.",
+                                                                     "single.cross.")))  # fmt: skip
+
+
+def _small_spec(spec: Spec) -> Spec:
+    """The example spec with two age bands and two needs: every row and column of its
+    two-way tables is short, so a lone small cell needs a second one hidden."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    for attr in data["attributes"]:
+        if attr["kind"] == "age_band":
+            attr["bands"] = [0, 40]
+        if attr["kind"] == "category":
+            attr["values"] = ["a", "b"]
+    return parse_spec(data)
+
+
+def _grid(seed: int) -> pa.Table:
+    """About 40 people in every (age band, area, need) cell, unknowns included, except
+    3 people aged 40+ with need b (one per area)."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    person = 0
+    for band in ("0-39", "40+", None):
+        for area in ("LS1", "LS2", None):
+            for need in ("a", "b", None):
+                n = 1 if (band, need) == ("40+", "b") else int(rng.integers(30, 50))
+                for _ in range(n):
+                    for p in [p for p in ("housing", "police") if rng.random() < 0.6] or ["police"]:
+                        rows.append({PARTNER: p, PERSON: person, "a_age_band": band, "a_area": area,
+                                     "a_contacts": int(rng.poisson(6)), "a_need": need})  # fmt: skip
+                    person += 1
+    return pa.Table.from_pylist(rows)
+
+
+@pytest.mark.parametrize("policy", [NHS, EXACT], ids=["nhs", "threshold-exact"])
+def test_no_suppressed_two_way_cell_is_its_row_or_column_total_minus_the_rest(
+    spec: Spec, policy: DisclosurePolicy
+) -> None:
+    small = _small_spec(spec)
+    primary = secondary = 0
+    for seed in range(1, 9):
+        fig = compute_figures(_grid(seed), small)
+        release = disclose(fig, policy, cell_key_secret=bytes([seed]) * 32)
+        shown = release.figures
+        assert _lone_hidden(fig, release) == []
+        for cohort in ("persons", "multi", "frequent"):
+            for margin, cells in _lines(fig, cohort):
+                hidden = [c for c in cells if shown[c] is None]
+                if shown[margin] is not None:
+                    assert len(hidden) != 1, (margin, hidden)
+                for c in hidden:
+                    reason = release.suppressed_reason[c]
+                    primary += reason == "primary"
+                    secondary += reason == "secondary"
+        lone = "persons.cross.age_band.40+.need.b.count"
+        if shown[lone] is None:  # the small cell; its row and column each hide another
+            assert release.suppressed_reason[lone] == "primary"
+    assert primary > 8 and secondary > 8

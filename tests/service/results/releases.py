@@ -40,6 +40,16 @@ def releases(draw: st.DrawFn, max_partners: int = 4) -> dict[str, Any]:
     if draw(st.booleans()):  # plausible ranges on the overlap figures, as linkage adds them
         for name in [n for n in figures if n.startswith("persons.") and ".by." not in n]:
             figures[f"{name}.low"], figures[f"{name}.high"] = draw(count), draw(count)
+    if draw(st.booleans()):  # a category and the two-way tables of the others by it
+        needs = ["housing", "mental_health", "unknown"]
+        attributes["need"] = needs
+        for cohort in ("persons", "multi", "frequent"):
+            for value in needs:
+                figures[f"{cohort}.by.need.{value}.count"] = draw(count)
+            for attr in ("area", "age_band"):
+                for value in attributes[attr]:
+                    for need in needs:
+                        figures[f"{cohort}.cross.{attr}.{value}.need.{need}.count"] = draw(count)
     if draw(st.booleans()):  # the linkage-quality pack
         figures["quality.single_record.total"] = draw(count)
         figures.update({f"quality.single_record.partner.{p}": draw(count) for p in partners})
@@ -79,3 +89,34 @@ def releases(draw: st.DrawFn, max_partners: int = 4) -> dict[str, Any]:
         release["held"] = draw(st.lists(st.sampled_from(released_names), unique=True, max_size=5)
                                if released_names else st.just([]))  # fmt: skip
     return release
+
+
+def enclave_release(spec: Any, seed: int = 1, people: int = 300) -> dict[str, Any]:
+    """A release made the enclave's way (exact figures, then disclosure control) from
+    synthetic linked records, so the tables read the names the enclave really writes."""
+    import numpy as np
+    import pyarrow as pa
+
+    from linkage.disclose import disclose
+    from linkage.match import PARTNER, PERSON
+    from linkage.stats import compute_figures
+
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for person in range(people):
+        for p in [p for p in ("housing", "police") if rng.random() < 0.6] or ["police"]:
+            rows.append({PARTNER: p, PERSON: person,
+                         "a_age_band": str(rng.choice(["18-24", "25-34", "85+"], p=[0.5, 0.47, 0.03])),
+                         "a_area": str(rng.choice(["LS1", "LS2", "LS10"], p=[0.6, 0.38, 0.02])),
+                         "a_contacts": int(rng.poisson(6)),
+                         "a_need": str(rng.choice(["housing", "offending"], p=[0.9, 0.1]))})  # fmt: skip
+    fig = compute_figures(pa.Table.from_pylist(rows), spec, frequent_threshold=10)
+    release = disclose(fig, spec.disclosure, cell_key_secret=bytes([seed]) * 32)
+    return {
+        "run_id": f"run-{seed}", "project_id": "p1", "released_at": "2026-11-23T10:00:00+00:00",
+        "released_to": "ann-analyst", "partners": fig.partners, "attributes": fig.attributes,
+        "frequent_threshold": 10, "match_threshold": 0.9,
+        "policy": spec.disclosure.model_dump(mode="json"), "figures": release.figures,
+        "suppressed": release.suppressed, "suppressed_reason": release.suppressed_reason,
+        "epsilon_spent": 0.0, "diagnostics": {"comparisons": [], "match_weight_histogram": []},
+    }  # fmt: skip

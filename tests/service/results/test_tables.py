@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from service.results import csv_text, natural_key, result_tables, status_of, tidy_rows, xlsx_bytes
 from service.results.export import TIDY_COLUMNS, notes_rows
 from service.results.tables import footnotes, policy_in_words
-from tests.service.results.releases import releases
+from tests.service.results.releases import enclave_release, releases
 
 
 def _expected_status(release: dict[str, Any], name: str) -> str:
@@ -144,3 +144,37 @@ def test_notes_name_each_partners_submission_version() -> None:
         submissions=[{"partner": "housing", "version": 3, "received_at": "2026-10-01T09:00"}],
     )
     assert ("Partner: housing", "submission version 3, received 2026-10-01") in rows
+
+
+def test_two_way_tables_from_an_enclave_release(spec: Any) -> None:
+    release = enclave_release(spec)
+    tables = {t.key: t for t in result_tables(release)}
+    for cohort in ("persons", "multi", "frequent"):
+        table = tables[f"cross-age_band-need-{cohort}"]
+        needs = [*sorted(spec.attributes[3].values), "unknown"]
+        assert table.header == ["age band", *needs, "all"]
+        labels = [label for label, _ in table.rows]
+        assert labels[0] == "0-17" and labels[-2:] == ["unknown", "all"]
+        # margins are the one-way figures; the corner is the cohort's total
+        assert table.rows[0][1][-1].figure == f"{cohort}.by.age_band.0-17.count"
+        assert table.rows[-1][1][0].figure == f"{cohort}.by.need.{needs[0]}.count"
+        total = "multi.total" if cohort == "multi" else f"{cohort}.total"
+        assert table.rows[-1][1][-1].figure == total
+        assert [label for label, _ in tables[f"cross-area-need-{cohort}"].rows][:3] == [
+            "LS1", "LS2", "LS10"]  # fmt: skip
+    cells = [c for t in tables.values() if t.key.startswith("cross-") for _, r in t.rows for c in r]
+    statuses = {c.status for c in cells}
+    # (secondary suppression inside two-way tables: tests/linkage/test_disclose.py)
+    assert {"released", "suppressed-primary"} <= statuses
+    for cell in cells:
+        if cell.value is None:
+            assert cell.text == f"* [{cell.status[11]}]"  # [p] or [s], never a bare *
+    tidy = {r["figure"]: r for r in tidy_rows(release)}
+    assert tidy["persons.cross.age_band.85+.need.offending.count"]["status"].startswith(
+        "suppressed-"
+    )
+    book = load_workbook(io.BytesIO(xlsx_bytes(release)))
+    sheet = book["cross-age_band-need-persons"]
+    lines = [r[0] for r in sheet.iter_rows(values_only=True) if r and r[0]]
+    assert any(str(x).startswith("Note: suppressed-primary") for x in lines)
+    assert sheet["B2"].value == "domestic_abuse" and sheet["C2"].value == "status"
