@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linkage.figure_names import cross_name
 from linkage.match import LINK_STRENGTH, PARTNER, PERSON, PERSON_LOOSE, PERSON_STRICT
 from linkage.match.link import link_strength_bands
 from linkage.perturb import person_keys, xor_fold
@@ -204,11 +205,6 @@ def _breakdown(fig: Figures, cohort: str, total: str, people: pd.DataFrame, attr
                         within.to_numpy(dtype=np.int64).tolist(), strict=True)
                 )  # fmt: skip
         fig.relations.append(Relation(total, tuple(names)))
-
-
-def cross_name(cohort: str, a: str, value_a: str, b: str, value_b: str) -> str:
-    """The figure name of one cell of a two-way table (people, not records)."""
-    return f"{cohort}.cross.{a}.{value_a}.{b}.{value_b}.count"
 
 
 def crosses_of(spec: Spec) -> list[tuple[str, str]]:

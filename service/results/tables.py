@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from linkage.stats import cross_name
+from linkage.figure_names import cross_name
 
 __all__ = [
     "SUPPRESSED",
