@@ -60,6 +60,10 @@ STRENGTH_EDGES = (5.0, 10.0, 15.0, 20.0)
 #: how far (in match weight, log2 odds) the stricter and looser thresholds lie from the
 #: spec's: a factor of 10 in the odds either way (0.9 -> 0.47 and 0.989)
 UNCERTAINTY_BITS = math.log2(10)
+#: blocked pairs scored in one pass of Splink's predict: beyond it, predict runs in
+#: chunks (Splink's ``num_chunks_left``), so the pairs held at once, and what DuckDB
+#: must spill, stay bounded whatever the size of the linkage
+PREDICT_CHUNK_PAIRS = 60_000_000
 _WEIGHT_BINS = (-math.inf, -10, -5, 0, 5, 10, 15, 20, 25, math.inf)
 
 
@@ -135,6 +139,13 @@ def _extra_rules(spec: Spec, label: dict[str, str]) -> list[Rule]:
     return [r for r in rules if r not in existing]
 
 
+def predict_chunks(pairs: list[int], per_chunk: int = PREDICT_CHUNK_PAIRS) -> int:
+    """How many chunks predict needs so that each scores at most about ``per_chunk`` of
+    the blocked pairs (``pairs``: per rule, -1 where not counted because small)."""
+    total = sum(n for n in pairs if n > 0)
+    return max(1, math.ceil(total / per_chunk))
+
+
 def weight_of(probability: float) -> float:
     """Match weight (log2 odds) of a match probability."""
     return math.log2(probability / (1 - probability))
@@ -197,6 +208,7 @@ def link(
     em_max_pairs: int = DEFAULT_EM_MAX_PAIRS,
     logger: logging.Logger | None = None,
     clustering: Literal["cautious", "connected_components"] = "cautious",
+    predict_chunks: int | None = None,
 ) -> LinkResult:
     """Link ``extracts`` (partner name -> hashed extract) and cluster records into people.
 
@@ -206,13 +218,17 @@ def link(
     ``em_max_pairs``: pairs sampled for each EM pass. ``logger`` receives Splink's
     warnings (default ``linkage.match``). ``clustering``: ``cautious`` (default; see
     ``linkage.match.clustering``) or plain ``connected_components``.
+    ``predict_chunks``: score the blocked pairs in this many passes (default: enough
+    passes of at most :data:`PREDICT_CHUNK_PAIRS` pairs each, as the blocking plan
+    counted them; one pass when a ``model`` is given).
 
     A linkage with records but no matching pairs gives every record its own person.
     """
     log = logger or logging.getLogger("linkage.match")
     with _splink_logs_to(log):
         return _link(extracts, spec, backend or Backend(), threshold, on_progress, seed, model,
-                     max_pairs_per_rule, em_max_pairs, log, clustering)  # fmt: skip
+                     max_pairs_per_rule, em_max_pairs, log, clustering,
+                     predict_chunks)  # fmt: skip
 
 
 def _link(
@@ -227,6 +243,7 @@ def _link(
     em_max_pairs: int,
     log: logging.Logger,
     clustering: str,
+    predict_chunks_wanted: int | None,
 ) -> LinkResult:
     from splink import Linker, SettingsCreator
 
@@ -268,12 +285,14 @@ def _link(
     sdfs = [backend.register(api, table, f"p{i}") for i, (_partner, table) in enumerate(inputs)]
     profiles = profile_columns([t for _p, t in inputs], columns)
     diagnostics: dict[str, Any] = {"warnings": []}
+    chunks = 1
     if model is None:
         rules: list[Rule] = [*spec.blocking_rules(), *_extra_rules(spec, label)]
         plan = plan_blocking(sdfs, rules, link_type=link_type,
                              profiles=profiles, refiners=_refiners(spec, set(columns)),
                              label=label, max_pairs=max_pairs_per_rule)  # fmt: skip
         diagnostics["blocking"] = plan.summary(label)
+        chunks = predict_chunks(plan.pairs)
         diagnostics["warnings"] += plan.warnings
         settings: Any = SettingsCreator(
             link_type=link_type,
@@ -285,6 +304,8 @@ def _link(
         )
     else:
         settings = _portable(model)
+    if predict_chunks_wanted is not None:
+        chunks = max(1, predict_chunks_wanted)
     linker = Linker(sdfs if len(sdfs) > 1 else sdfs[0], settings, log_level=None)
     timings["load"] = time.perf_counter() - started
     progress("training", 0.1)
@@ -304,9 +325,12 @@ def _link(
     strict_w, loose_w = base_w + UNCERTAINTY_BITS, base_w - UNCERTAINTY_BITS
     t0 = time.perf_counter()
     predictions = linker.inference.predict(
-        threshold_match_probability=min(probability_of(loose_w), 0.5)
+        threshold_match_probability=min(probability_of(loose_w), 0.5),
+        num_chunks_left=chunks,
+        num_chunks_right=1,
     )
     timings["predict"] = time.perf_counter() - t0
+    diagnostics["predict_chunks"] = chunks
     progress("clustering", 0.8)
     t0 = time.perf_counter()
     # only three columns leave the engine, and the histogram is counted in it
