@@ -40,9 +40,11 @@ def demo(
             key = _figure_for(label, cohort, released["partners"])
             table.add_row(label, show(value), show(truth.get(key)) if key else "")
         out.print(table)
-    out.print(f"disclosure: {policy['style']} style, counts below {policy['suppress_below']} suppressed, "
+    mechanism = ("differential privacy" if policy.get("dp")
+                 else "cell key perturbation (ONS method)")  # fmt: skip
+    out.print(f"disclosure: {mechanism}, then counts below {policy['suppress_below']} suppressed, "
               f"others rounded to {policy['round_to']}; * = suppressed (primary or secondary)")  # fmt: skip
-    out.print(f"UpSet chart and heatmap: {result.chart}")
+    out.print(f"UpSet chart: {result.chart}")
     out.print(f"audit chain: {result.audit_summary}")
     out.print(f"finished in {result.seconds:.0f} s")
     if result.server is None:
