@@ -1,11 +1,23 @@
 """Load on loopback, bounded in count and time: read endpoints under 50 concurrent
 clients, then 10 concurrent 100 MB uploads.
 
-    .venv/bin/python benchmarks/bench_load.py [--requests 2000] [--upload-mb 100]
+    .venv/bin/python -m benchmarks.bench_load [--requests 2000] [--rate 100] [--uploads 0]
 
 Uses the demo's service (SQLite, TLS, embedded worker) with its finished run, so the
-results and audit endpoints serve real data. Prints p50/p99 latency and errors, upload
-throughput, and the server's peak RSS.
+results and audit endpoints serve real data. Reads alternate between a run's results
+(analyst) and the newest 100 audit events (DPO), driven two ways:
+
+- closed loop: 50 clients each send their next request as soon as the last one is
+  answered, with no pause. This measures the most the server takes (requests/s); its
+  latency is mostly queueing (by Little's law, 50 clients / throughput), so on two
+  shared cores a p99 of 100 ms would need some 700 requests/s, load generator included.
+- open loop (``--rate``): the same 50 clients send on a fixed schedule, ``--rate``
+  requests/s in all, and latency counts from the scheduled time (a late send counts as
+  waiting). This is the latency a caller sees at that load.
+
+Prints p50/p99 latency and errors, the server's and the load generator's CPU per
+request (both share the machine's cores), the load average, upload throughput, and the
+server's peak RSS.
 """
 
 from __future__ import annotations
@@ -60,40 +72,70 @@ class PeakRss:
         self.cpu_seconds = self._cpu() - self._cpu_start
 
 
-def read_load(url: str, ca: Path, requests: list[tuple[str, str]], clients: int) -> dict[str, Any]:
-    local = threading.local()
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def read_load(
+    url: str,
+    ca: Path,
+    requests: list[tuple[str, str]],
+    clients: int,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """Send ``requests`` from ``clients`` threads: closed loop, or at ``rate`` per second
+    in all (open loop, latency from each request's scheduled time)."""
     import ssl
 
     context = ssl.create_default_context(cafile=str(ca))
+    http = [httpx.Client(base_url=url, verify=context, timeout=30) for _ in range(clients)]
+    for client in http:  # connect (TLS handshakes) before the clock starts
+        client.get("/healthz")
+    me = psutil.Process()
+    cpu_before = _cpu_seconds(me)
+    started = time.perf_counter()
 
-    def one(item: tuple[str, str]) -> tuple[float, int]:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, verify=context, timeout=30)
-        path, token = item
-        start = time.perf_counter()
+    def one(i: int) -> tuple[float, int]:
+        path, token = requests[i]
+        client = http[i % clients]
+        begin = time.perf_counter()
+        if rate is not None:
+            begin = started + i / rate  # its slot in the schedule, even if we are late
+            time.sleep(max(0.0, begin - time.perf_counter()))
         try:
-            status = local.client.get(
-                path, headers={"Authorization": f"Bearer {token}"}
-            ).status_code
+            status = client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code
         except httpx.HTTPError:
             status = 0
-        return time.perf_counter() - start, status
+        return time.perf_counter() - begin, status
 
-    started = time.perf_counter()
+    def lane(k: int) -> list[tuple[float, int]]:
+        return [one(i) for i in range(k, len(requests), clients)]
+
     with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(one, requests))
+        results = [r for lane_results in pool.map(lane, range(clients)) for r in lane_results]
     seconds = time.perf_counter() - started
+    client_cpu = _cpu_seconds(me) - cpu_before
+    for client in http:
+        client.close()
     latencies = np.array([r[0] for r in results]) * 1000
     errors = sum(1 for r in results if r[1] != 200)
     return {"requests": len(results), "seconds": seconds, "rps": len(results) / seconds,
             "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-            "errors": errors}  # fmt: skip
+            "errors": errors, "rate": rate,
+            "client_cpu_ms_per_request": client_cpu * 1000 / len(results)}  # fmt: skip
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="open loop: requests/s in all (0: closed loop only)")  # fmt: skip
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=10, help="0: reads only")
     args = parser.parse_args()
@@ -113,25 +155,46 @@ def main() -> None:
             results_path = f"/v1/projects/frequent-users/runs/{run_id}/results"
             mix = [(results_path, demo.tokens["analyst"]), ("/v1/audit?limit=100", demo.dpo_token)]
             requests = [mix[i % 2] for i in range(args.requests)]
+            read_load(demo.url, ca, requests[: args.clients * 4], args.clients)  # warm up
+            print(f"load average before: {_loadavg()}")
             with PeakRss(demo.server.pid) as rss:
                 reads = read_load(demo.url, ca, requests, args.clients)
             reads["server_peak_mb"] = rss.peak / 2**20
             # the load generator shares the machine's two cores with the server, so say how
             # much of the time the server itself spent per request
             reads["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / reads["requests"]
+            reads["loadavg"] = _loadavg()
             print(
-                f"reads: {reads['requests']} requests from {args.clients} clients in {reads['seconds']:.1f} s "
-                f"({reads['rps']:.0f}/s): p50 {reads['p50_ms']:.0f} ms, p99 {reads['p99_ms']:.0f} ms, "
-                f"errors {reads['errors']}, server peak RSS {reads['server_peak_mb']:.0f} MB, "
-                f"server CPU {reads['server_cpu_ms_per_request']:.1f} ms per request"
+                f"reads, closed loop: {reads['requests']} requests from {args.clients} clients in "
+                f"{reads['seconds']:.1f} s ({reads['rps']:.0f}/s): p50 {reads['p50_ms']:.0f} ms, "
+                f"p99 {reads['p99_ms']:.0f} ms, errors {reads['errors']}, server peak RSS "
+                f"{reads['server_peak_mb']:.0f} MB, CPU per request: server "
+                f"{reads['server_cpu_ms_per_request']:.2f} ms, load generator "
+                f"{reads['client_cpu_ms_per_request']:.2f} ms; load average {reads['loadavg']}"
             )
+            if args.rate:
+                with PeakRss(demo.server.pid) as rss:
+                    paced = read_load(demo.url, ca, requests, args.clients, rate=args.rate)
+                paced["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / paced["requests"]
+                paced["loadavg"] = _loadavg()
+                reads["open loop"] = paced
+                print(
+                    f"reads, open loop at {args.rate:.0f}/s: {paced['requests']} requests from "
+                    f"{args.clients} clients in {paced['seconds']:.1f} s: p50 "
+                    f"{paced['p50_ms']:.0f} ms, p99 {paced['p99_ms']:.0f} ms, errors "
+                    f"{paced['errors']}, server CPU {paced['server_cpu_ms_per_request']:.2f} ms "
+                    f"per request; load average {paced['loadavg']}"
+                )
             for path, token in mix:  # each kind alone, to see where the time goes
-                alone = read_load(demo.url, ca, [(path, token)] * (args.requests // 2),
-                                  args.clients)  # fmt: skip
+                with PeakRss(demo.server.pid) as rss:
+                    alone = read_load(demo.url, ca, [(path, token)] * (args.requests // 2),
+                                      args.clients)  # fmt: skip
+                alone["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / alone["requests"]
                 reads["alone " + path.split("?")[0].rsplit("/", 1)[-1]] = alone
                 print(f"  {path.split('?')[0]} alone: {alone['rps']:.0f}/s, p50 "
                       f"{alone['p50_ms']:.0f} ms, p99 {alone['p99_ms']:.0f} ms, "
-                      f"errors {alone['errors']}")  # fmt: skip
+                      f"errors {alone['errors']}, server CPU "
+                      f"{alone['server_cpu_ms_per_request']:.2f} ms per request")  # fmt: skip
             if args.uploads == 0:
                 print(json.dumps({"reads": reads}))
                 return

@@ -32,7 +32,10 @@ from service.api.cache import Lru
 from service.audit import Actor, record
 from service.audit.denials import DenialGate
 from service.audit.writer import AuditWriter
-from service.auth import Authenticated, authenticate, find_project, is_member
+from service.auth import Authenticated, find_project, is_member
+from service.auth import recent as recent_tokens
+from service.auth.principals import authenticate_until
+from service.auth.tokens import digest
 from service.db import Database
 from service.db.models import Project
 from service.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
@@ -83,6 +86,8 @@ class AppState:
     # immutable things served often: releases by run id, audit events' JSON by (seq, hash)
     releases: Lru[str, Release] = field(default_factory=lambda: Lru(64))
     event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
+    # valid tokens checked in the last second (see service.auth.recent for why that is safe)
+    recent: recent_tokens.RecentTokens = field(default_factory=recent_tokens.RecentTokens)
 
 
 def audit_writer(state: AppState) -> AuditWriter:
@@ -220,9 +225,10 @@ def authenticate_request(
     token = credentials.credentials if credentials else None
     client = request.client.host if request.client else "unknown"
     gate = denial_gate(state)
+    since = recent_tokens.generation()
     try:
         with state.db.snapshot() as session:  # reads only: no write lock for every request
-            who = authenticate(session, token)
+            who, expires = authenticate_until(session, token)
     except Unauthorized as exc:
         if gate.over_limit(client):
             error: ServiceError = TooManyRequests(
@@ -233,14 +239,31 @@ def authenticate_request(
         denied = deny(state, error, actor=ANONYMOUS, action=f"{request.method} {request.url.path}")
         denied.audit = {**(denied.audit or {}), "aggregate": client}
         raise denied from None
+    assert token is not None
+    state.recent.put(digest(token), who, expires, since)
     if gate.has_closed():
         write_closed_denials(state)
     return who
 
 
-def get_caller(request: Request, state: State, credentials: Bearer, _slot: Slot) -> Authenticated:
+def _recent_caller(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None
+) -> Authenticated | None:
+    """The caller if its token was found valid within the last second (no database),
+    unless counted denials are waiting to be written (the full check writes them)."""
+    if credentials is None or denial_gate(state).has_closed():
+        return None
+    return state.recent.get(digest(credentials.credentials))
+
+
+async def get_caller(
+    request: Request, state: State, credentials: Bearer, _slot: Slot
+) -> Authenticated:
     """The authenticated caller; 401 (audited) without a valid, live token."""
-    return authenticate_request(state, credentials, request)
+    who = _recent_caller(state, credentials)
+    if who is not None:
+        return who
+    return await run_in_threadpool(authenticate_request, state, credentials, request)
 
 
 Caller = Annotated[Authenticated, Depends(get_caller)]
@@ -248,6 +271,9 @@ Caller = Annotated[Authenticated, Depends(get_caller)]
 
 async def get_caller_async(request: Request, state: State, credentials: Bearer) -> Authenticated:
     """The caller, for async routes: a slot only while checking the token, not after."""
+    who = _recent_caller(state, credentials)
+    if who is not None:
+        return who
     return await in_db_slot(state, authenticate_request, state, credentials, request)
 
 

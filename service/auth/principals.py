@@ -18,6 +18,7 @@ __all__ = [
     "ROLES",
     "Authenticated",
     "authenticate",
+    "authenticate_until",
     "create_principal",
     "is_member",
     "revoke_principal",
@@ -43,6 +44,13 @@ class Authenticated:
 
 def authenticate(session: Session, token: str | None) -> Authenticated:
     """The principal holding ``token``; :class:`Unauthorized` if none, revoked or expired."""
+    return authenticate_until(session, token)[0]
+
+
+def authenticate_until(
+    session: Session, token: str | None
+) -> tuple[Authenticated, datetime | None]:
+    """:func:`authenticate`, and when the token expires (None: never)."""
     if not token:
         raise Unauthorized("missing bearer token (set PPRL_TOKEN or the Authorization header)")
     wanted = digest(token)
@@ -57,9 +65,22 @@ def authenticate(session: Session, token: str | None) -> Authenticated:
         raise Unauthorized("unknown token")
     if row.revoked_at is not None:
         raise Unauthorized("this token has been revoked")
-    if row.expires_at is not None and _aware(row.expires_at) <= datetime.now(UTC):
+    expires = _aware(row.expires_at) if row.expires_at is not None else None
+    if expires is not None and expires <= datetime.now(UTC):
         raise Unauthorized("this token has expired")
-    return Authenticated(row.id, row.name, row.role, row[6])
+    return Authenticated(row.id, row.name, row.role, row[6]), expires
+
+
+def _forget_tokens(session: Session) -> None:
+    # now, and again once committed: a check that read the old row in between is then
+    # not remembered either (service.auth.recent keeps a check only if no forgetting
+    # happened while it ran)
+    from sqlalchemy import event
+
+    from service.auth.recent import forget_all
+
+    forget_all()
+    event.listen(session, "after_commit", lambda _session: forget_all(), once=True)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -154,6 +175,7 @@ def revoke_principal(session: Session, *, name_or_id: str, by: Actor) -> Princip
         raise NotFound(f"no principal {name_or_id!r}")
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
+        _forget_tokens(session)
         record(session, actor=by, action="token.revoked", subject=row.name,
                details={"principal_id": row.id, "role": row.role})  # fmt: skip
     return row
@@ -180,6 +202,7 @@ def rotate_token(
         )
     token = new_token()
     row.token_digest = digest(token)
+    _forget_tokens(session)
     if expires_days is not None:
         row.expires_at = datetime.now(UTC) + timedelta(days=expires_days)
     record(session, actor=by, action="token.rotated", subject=row.name,

@@ -1,0 +1,80 @@
+"""A one-second memory of the tokens this process has just checked.
+
+Checking a token is a database query on every request; under 50 clients the same few
+tokens are checked hundreds of times a second. A token found valid is remembered for
+at most :data:`HOLD_SECONDS`, never past its own expiry. Why that is acceptable:
+
+- revoking or rotating a token in this process (``DELETE /v1/tokens/...``, rotation)
+  forgets every remembered token at once, so it ends at once, as before;
+- revoked from another process (``pprl admin token revoke`` on the database, another
+  API process), it is refused within one second instead of at once: well inside the
+  time it takes a person to revoke a token and tell anyone it is done;
+- only tokens that were valid are remembered (keyed by their SHA-256, as stored), so a
+  flood of bad tokens neither fills this memory nor skips a single check or audit event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from service.api.cache import Lru
+from service.auth.principals import Authenticated
+
+__all__ = ["HOLD_SECONDS", "RecentTokens", "forget_all", "generation"]
+
+HOLD_SECONDS = 1.0
+
+_generation = 0
+_generation_lock = threading.Lock()
+
+
+def forget_all() -> None:
+    """Make every process-local memory of tokens forget them (a token was revoked or
+    rotated here)."""
+    global _generation
+    with _generation_lock:
+        _generation += 1
+
+
+def generation() -> int:
+    """Take before checking a token in the database; give to :meth:`RecentTokens.put`."""
+    return _generation
+
+
+@dataclass(frozen=True)
+class _Entry:
+    who: Authenticated
+    expires_at: datetime | None
+    checked: float  # time.monotonic() of the database check
+    generation: int
+
+
+class RecentTokens:
+    """Valid tokens checked in the last second, by digest."""
+
+    def __init__(self, hold_seconds: float = HOLD_SECONDS, size: int = 1024) -> None:
+        self._hold = hold_seconds
+        self._entries: Lru[str, _Entry] = Lru(size)
+
+    def get(self, token_digest: str) -> Authenticated | None:
+        """The caller behind ``token_digest`` if it was found valid within the hold, has
+        not expired since and nothing was revoked here since; else None (check again)."""
+        entry = self._entries.get(token_digest)
+        if entry is None or entry.generation != _generation:
+            return None
+        if time.monotonic() - entry.checked > self._hold:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            return None
+        return entry.who
+
+    def put(
+        self, token_digest: str, who: Authenticated, expires_at: datetime | None, since: int
+    ) -> None:
+        """Remember a token found valid by a check that began at :func:`generation`
+        ``since`` (not at all if a token was revoked or rotated here meanwhile)."""
+        if since == _generation:
+            self._entries.put(token_digest, _Entry(who, expires_at, time.monotonic(), since))
