@@ -14,20 +14,24 @@ __all__ = ["run_context", "submissions_used"]
 
 def submissions_used(session: Session, run: Run) -> list[dict[str, Any]]:
     """Each partner's submission that was current when the run started: received before
-    the run began and not superseded by then (the enclave links exactly those)."""
+    the run began and not superseded by then (the enclave links exactly those). A run of
+    a named period: that period's newest per partner, superseded or not."""
     started = run.started_at or run.created_at
+    period = getattr(run, "period", None)
     query = (
         select(Submission, Principal.name)
         .join(Principal, Principal.id == Submission.partner_id)
         .where(Submission.project_id == run.project_id, Submission.received_at <= started)
+        .where(Submission.period.is_(None) if period is None else Submission.period == period)
         .order_by(Principal.name, Submission.version)
     )
     current: dict[str, dict[str, Any]] = {}
     for sub, name in session.execute(query):
         superseded = sub.superseded_at is not None and _naive(sub.superseded_at) <= _naive(started)
-        if superseded or getattr(sub, "status", "accepted") == "rejected":
+        if (superseded and period is None) or getattr(sub, "status", "accepted") != "accepted":
             continue
-        current[name] = {"partner": name, "version": sub.version, "received_at": sub.received_at}
+        current[name] = {"partner": name, "version": sub.version, "received_at": sub.received_at,
+                         "period": sub.period}  # fmt: skip
     return list(current.values())
 
 

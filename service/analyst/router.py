@@ -42,8 +42,10 @@ from service.results import (
 )
 from service.results.charts import FORMATS
 from service.results.compare import compare, noise_band
+from service.results.diagnostics import withheld_diagnostics
 from service.results.maps import BoundariesError, choropleth, load_boundaries
 from service.runs.service import read_results
+from service.submissions.periods import label, period_key
 
 __all__ = ["router"]
 
@@ -203,9 +205,13 @@ def project_page(request: Request, state: State, project_id: str) -> Response:
         names = {p.id: p.name for p in session.execute(select(Principal)).scalars()}
         rows = [{"id": r.id, "status": r.status, "stage": r.stage, "requested_by": names.get(r.requested_by, "?"),
                  "created_at": r.created_at, "finished_at": r.finished_at, "message": r.message,
-                 "params": json.loads(r.params_json or "{}")} for r in runs]  # fmt: skip
+                 "period": r.period,
+                 "params": {k: v for k, v in json.loads(r.params_json or "{}").items() if k != "period"}}
+                for r in runs]  # fmt: skip
         spec = json.loads(project.spec_json)
-    return _page(request, "project.html", principal, project=project, runs=rows,
+    periods = sorted({str(r["period"]) for r in rows if r["status"] == "done" and r["period"]},
+                     key=period_key)  # fmt: skip
+    return _page(request, "project.html", principal, project=project, runs=rows, periods=periods,
                  attributes=[a.get("name") for a in spec.get("attributes", [])])  # fmt: skip
 
 
@@ -258,7 +264,8 @@ def run_page(request: Request, state: State, project_id: str, run_id: str) -> Re
     return _page(request, "run.html", principal, project=project, run=run, released=released,
                  tables=result_tables(released), notes=footnotes(released),
                  policy=policy_in_words(released.get("policy", {})), charts=charts, base=base,
-                 context=context, comparisons=diagnostics.get("comparisons") or [])  # fmt: skip
+                 context=context, comparisons=diagnostics.get("comparisons") or [],
+                 withheld=withheld_diagnostics(released), period=label(released.get("period")))  # fmt: skip
 
 
 def _maps(state: AppState, released: dict[str, Any]) -> list[tuple[str, str]]:
@@ -362,15 +369,42 @@ def download(request: Request, state: State, project_id: str, run_id: str, fmt: 
                     media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")  # fmt: skip
 
 
+def _latest_of_period(state: AppState, principal: Principal, project_id: str, period: str) -> str:
+    """The newest finished run of ``period`` (NotFound if there is none)."""
+    with state.db.snapshot() as session:
+        project = _project(session, principal, project_id)
+        run_id = session.execute(
+            select(Run.id).where(Run.project_id == project.id, Run.period == period,
+                                 Run.status == "done")
+            .order_by(Run.created_at.desc()).limit(1)
+        ).scalar()  # fmt: skip
+    if run_id is None:
+        raise NotFound(f"no finished run of period {period}")
+    return str(run_id)
+
+
 @router.get("/projects/{project_id}/compare", response_class=HTMLResponse)
 def compare_page(
-    request: Request, state: State, project_id: str, before: str = "", after: str = ""
+    request: Request,
+    state: State,
+    project_id: str,
+    before: str = "",
+    after: str = "",
+    before_period: str = "",
+    after_period: str = "",
 ) -> Response:
-    """The change between two finished runs in every figure both released (audited reads)."""
+    """The change between two finished runs in every figure both released (audited reads);
+    ``before_period`` / ``after_period`` name periods instead (their newest finished runs).
+    Changes are differences of released figures only; suppressed on either side, the
+    change is suppressed too."""
     principal = _signed_in(request, state)
     if principal is None:
         return _to_login()
     try:
+        if before_period:
+            before = _latest_of_period(state, principal, project_id, before_period)
+        if after_period:
+            after = _latest_of_period(state, principal, project_id, after_period)
         project, first, earlier = _release(state, principal, project_id, before, audit="always")
         _, second, later = _release(state, principal, project_id, after, audit="always")
     except NotFound:
@@ -384,4 +418,5 @@ def compare_page(
     for change in compare(earlier, later):
         groups.setdefault(change.group, []).append(change)
     return _page(request, "compare.html", principal, project=project, first=first, second=second,
-                 earlier=earlier, later=later, groups=groups, band=band)  # fmt: skip
+                 earlier=earlier, later=later, groups=groups, band=band,
+                 periods=(earlier.get("period"), later.get("period")))  # fmt: skip

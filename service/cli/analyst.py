@@ -37,10 +37,17 @@ def run(
     frequent_threshold: int | None = typer.Option(
         None, "--frequent-threshold", help="Contacts that make a frequent user."
     ),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        help="Link this period's submissions, e.g. 2026-Q1 (default: the project's one period).",
+    ),  # fmt: skip
     as_json: bool = JsonOption,
 ) -> None:
     """Queue a linkage run of the project's current submissions (analyst token)."""
-    body = {"frequent_threshold": frequent_threshold} if frequent_threshold else {}
+    body: dict[str, Any] = {"frequent_threshold": frequent_threshold} if frequent_threshold else {}
+    if period:
+        body["period"] = period
     with api_client() as client:
         state = client.request("POST", f"/v1/projects/{project}/runs", json=body)
         if wait:
@@ -69,14 +76,28 @@ def wait_for_run(client: Any, project: str, run_id: str, timeout: float = 3600) 
             time.sleep(0.5)
 
 
-def latest_done_run(client: Any, project: str) -> str:
+def latest_done_run(client: Any, project: str, period: str | None = None) -> str:
+    """The newest finished run (of ``period``, when one is named)."""
     runs = client.request("GET", f"/v1/projects/{project}/runs")
     done = [r for r in runs if r["status"] == "done"]
+    if period is not None:
+        done = [r for r in done if r.get("period") == period]
+        if not done:
+            fail(f"project {project} has no finished run of period {period} (start one with "
+                 f"`pprl run --project {project} --period {period} --wait`)")  # fmt: skip
     if not done:
         fail(
             f"project {project} has no finished run yet (start one with `pprl run --project {project} --wait`)"
         )
     return str(done[-1]["id"])
+
+
+def _run_or_period(client: Any, project: str, ref: str) -> str:
+    """``ref`` as a run id, or the newest finished run of the period it names."""
+    runs = client.request("GET", f"/v1/projects/{project}/runs")
+    if any(r.get("period") == ref for r in runs):
+        return latest_done_run(client, project, ref)
+    return ref
 
 
 def render_results(released: dict[str, Any]) -> None:
@@ -111,6 +132,8 @@ def render_comparison(
             {
                 "before": before["run_id"],
                 "after": after["run_id"],
+                "before_period": before.get("period"),
+                "after_period": after.get("period"),
                 "noise_band": band,
                 "changes": rows,
             },
@@ -129,8 +152,12 @@ def render_comparison(
         else:
             out.print(buf.getvalue(), end="")
         return
-    out.print(f"[bold]Change[/] from run {before['run_id'][:8]} ({before.get('released_at', '')}) "
-              f"to run {after['run_id'][:8]} ({after.get('released_at', '')})")  # fmt: skip
+
+    def which(r: dict[str, Any]) -> str:
+        period = f"period {r['period']}, " if r.get("period") else ""
+        return f"run {r['run_id'][:8]} ({period}{r.get('released_at', '')})"
+
+    out.print(f"[bold]Change[/] from {which(before)} to {which(after)}")
     table = Table("figure", "", "before", "after", "change", title_justify="left")
     for c in changes:
         flag = " ~" if c.within_noise(band) else ""
@@ -151,11 +178,12 @@ def runs_list(
         runs = client.request("GET", f"/v1/projects/{project}/runs")
 
     def render() -> None:
-        table = Table("run", "status", "requested by", "created", "finished", "message",
+        table = Table("run", "period", "status", "requested by", "created", "finished", "message",
                       title=f"Runs of {project}", title_justify="left")  # fmt: skip
         for r in runs:
-            table.add_row(r["id"], r["status"], r["requested_by"], str(r["created_at"])[:19],
-                          str(r["finished_at"] or "")[:19], r["message"] or "")  # fmt: skip
+            table.add_row(r["id"], r.get("period") or "", r["status"], r["requested_by"],
+                          str(r["created_at"])[:19], str(r["finished_at"] or "")[:19],
+                          r["message"] or "")  # fmt: skip
         out.print(table)
 
     emit({"runs": runs}, as_json, render)
@@ -195,8 +223,14 @@ def results(
         "--chart",
         help="Which chart --plot draws, e.g. heatmap-persons, by-area-persons.",
     ),
+    period: str | None = typer.Option(
+        None, "--period", help="The newest finished run of this period (e.g. 2026-Q2)."
+    ),
     compare_to: str | None = typer.Option(
-        None, "--compare", help="Another run id: show the change in every figure both released."
+        None,
+        "--compare",
+        help="Another run id, or a period (its newest finished run): show the change in every "
+        "figure both released (suppressed in either: suppressed).",
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -212,11 +246,12 @@ def results(
     if compare_to is not None and fmt == "xlsx":
         fail("--compare prints a table, csv or json; it has no xlsx form")
     with api_client() as client:
-        rid = run_id or latest_done_run(client, project)
+        rid = run_id or latest_done_run(client, project, period)
         released = client.request("GET", f"/v1/projects/{project}/runs/{rid}/results")
         earlier = None
         if compare_to is not None:
-            earlier = client.request("GET", f"/v1/projects/{project}/runs/{compare_to}/results")
+            other = _run_or_period(client, project, compare_to)
+            earlier = client.request("GET", f"/v1/projects/{project}/runs/{other}/results")
     if earlier is not None:
         render_comparison(earlier, released, "json" if as_json else fmt, output)
         return

@@ -13,14 +13,13 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from linkage.encode import read_manifest
 from service.cli._app import (
     JsonOption,
     api_client,
@@ -32,7 +31,6 @@ from service.cli._app import (
     progress,
 )
 from service.cli.pinning import Pin, config_root, load_pin, save_pin
-from service.cli.sealed_extract import seal_extract
 from service.crypto.envelope import (
     ENVELOPE_HEADER,
     EnvelopeError,
@@ -119,10 +117,17 @@ def submit_extract(
     accept_policy: str | None = None,
     config_dir: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    period: str | None = None,
 ) -> Submitted:
     """Check the key and policy, seal ``file`` and upload it; returns the receipt.
+    ``period``: the period the extract covers (e.g. 2026-Q1; None = the project's one).
 
     Raises :class:`SubmitRefused` before anything is sent when a check fails."""
+    # pyarrow is imported where an extract is read: `pprl serve` runs in this CLI
+    # process, and the API must not carry it
+    from linkage.encode.file import read_manifest
+    from service.cli.sealed_extract import seal_extract
+
     read_manifest(file)  # refuse a plaintext or foreign file before anything else
     project = client.request("GET", f"/v1/projects/{project_ref}")
     key_hex = client.request("GET", "/v1/enclave/public-key")["public_key_hex"]
@@ -140,7 +145,8 @@ def submit_extract(
             f"/v1/projects/{project['id']}/submissions",
             sealed.path,
             on_progress=(lambda sent: on_progress(sent, size)) if on_progress else None,
-            headers={ENVELOPE_HEADER: sealed.envelope.to_header()},
+            # the period is a clear label in the envelope, filed by the API
+            headers={ENVELOPE_HEADER: replace(sealed.envelope, period=period or "").to_header()},
         )
     new_pin = Pin(client.settings.url, project["id"], project["name"], fingerprint, policy)
     path = None
@@ -183,6 +189,11 @@ def submit(
     accept_policy: str | None = typer.Option(
         None, "--accept-policy", help="Agree to the project's (changed) disclosure policy."
     ),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        help="The period the extract covers, e.g. 2026-Q1 (default: the project's one period).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for the enclave's verdict."),
     wait_seconds: float = typer.Option(600.0, "--wait-seconds", help="How long --wait waits."),
     as_json: bool = JsonOption,
@@ -193,6 +204,7 @@ def submit(
     were given or confirmed before; refuses a changed disclosure policy until you accept
     it; leaves row_ref out. Prints the receipt (and, with --wait, the enclave's verdict).
     """
+    from linkage.encode.file import read_manifest
     from service.settings import ClientSettings
 
     with errors_as_messages():
@@ -204,7 +216,7 @@ def submit(
                 done = submit_extract(
                     client, project, file, enclave_fingerprint=enclave_fingerprint, trust=trust,
                     accept_policy=accept_policy, config_dir=ClientSettings().config_dir,
-                    on_progress=lambda sent, total: bar.update(task, completed=sent, total=total),
+                    period=period, on_progress=lambda sent, total: bar.update(task, completed=sent, total=total),
                 )  # fmt: skip
             except (SubmitRefused, EnvelopeError, ValueError) as exc:
                 fail(str(exc))
@@ -230,6 +242,8 @@ def submit(
             f"{verdict}: version {receipt['version']} of {receipt['partner']}, "
             f"{receipt['rows']:,} rows, sealed sha256 {receipt['sha256'][:16]}..."
         )
+        if receipt.get("period"):
+            line += f", period {receipt['period']}"
         if verdict == "rejected":
             line += f" - {receipt.get('reason')}"
         out.print(line)

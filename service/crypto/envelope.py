@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 import struct
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -133,6 +133,9 @@ class Envelope:
     sealed_sha256: str
     payload_sha256: str
     format: str = ENVELOPE_FORMAT
+    #: the period the extract covers (e.g. 2026-Q1; "" = the project's one period): a
+    #: clear, non-sensitive label the API files the submission under
+    period: str = ""
 
     def agreement(self) -> Agreement:
         """The agreement this envelope claims is sealed inside the payload."""
@@ -199,6 +202,8 @@ def _object(raw: str | bytes, what: str) -> dict[str, Any]:
 def _fields(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(cls):
+        if f.name not in data and f.default is not MISSING and f.name != "format":
+            continue  # optional (added later, e.g. period): older clients omit it
         if f.name not in data:
             raise EnvelopeError(f"{what} has no {f.name!r}")
         value = data[f.name]

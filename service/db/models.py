@@ -123,6 +123,8 @@ class Project(Base):
     enclave_state_version: Mapped[int] = mapped_column(Integer, default=0)
     # sha256 (hex) of the raw enclave public key partners pin; None = before revision 0002
     enclave_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # how periods are named (quarterly, monthly, yearly); None = any short label
+    period_scheme: Mapped[str | None] = mapped_column(String(20))
 
 
 class ProjectMember(Base):
@@ -154,6 +156,8 @@ class Submission(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTC_DATETIME)
     policy_fingerprint: Mapped[str | None] = mapped_column(String(80))
     envelope_json: Mapped[str | None] = mapped_column(Text)  # the clear envelope
+    # the period the extract covers (e.g. 2026-Q1); None = the project's one period
+    period: Mapped[str | None] = mapped_column(String(20))
 
 
 class Run(Base):
@@ -176,6 +180,8 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # privacy budget reserved when a worker claimed the run (kept spent if it fails)
     epsilon_reserved: Mapped[float] = mapped_column(Float, default=0.0)
+    # the period whose submissions the run links; None = the project's one period
+    period: Mapped[str | None] = mapped_column(String(20))
 
 
 class Result(Base):

@@ -27,6 +27,12 @@ class RunCreate(RequestBody):
         description="match probability threshold: one of the project's menu "
         "(default: the menu's first)",
     )
+    period: str | None = Field(
+        None,
+        max_length=20,
+        description="the period whose submissions to link, e.g. 2026-Q1 (default: the "
+        "project's one period)",
+    )
 
 
 class Decision(RequestBody):
@@ -49,3 +55,4 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    period: str | None = Field(None, description="the period linked; null = the project's one")

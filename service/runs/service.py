@@ -17,6 +17,7 @@ from service.db.models import Principal, Project, Result, Run
 from service.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from service.projects.service import project_rules
 from service.runs.schemas import RunCreate, RunOut
+from service.submissions.periods import PeriodError, check_period
 
 __all__ = [
     "Release",
@@ -55,6 +56,10 @@ def check_run_allowed(session: Session, project: Project, body: RunCreate) -> di
             f"frequent_threshold: {body.frequent_threshold} is not in this project's menu "
             f"({_menu(rules.frequent_thresholds)}), fixed when the project was created"
         )
+    try:
+        period = check_period(body.period, project.period_scheme)
+    except PeriodError as exc:
+        raise Unprocessable(str(exc)) from None
     # lock the project row so two concurrent requests count each other (PostgreSQL;
     # SQLite's BEGIN IMMEDIATE already serialises writers)
     session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
@@ -71,12 +76,15 @@ def check_run_allowed(session: Session, project: Project, body: RunCreate) -> di
             f"this project has had {count} runs in the last {rules.period_hours} hours, its "
             f"limit; the next run can be queued after {after}"
         )
-    return {
+    chosen: dict[str, Any] = {
         "threshold": body.threshold if body.threshold is not None else rules.match_thresholds[0],
         "frequent_threshold": body.frequent_threshold
         if body.frequent_threshold is not None
         else rules.frequent_thresholds[0],
     }
+    if period is not None:  # absent = the project's one period, as before periods
+        chosen["period"] = period
+    return chosen
 
 
 def queue_run(
@@ -101,6 +109,7 @@ def queue_run(
         params_json=json.dumps(params, sort_keys=True),
         created_at=datetime.now(UTC),
         attempts=0,
+        period=params.get("period"),
     )
     session.add(run)
     record(session, actor=by, action="run.requested", project_id=project.id, subject=run.id,
@@ -114,7 +123,7 @@ def run_out(session: Session, run: Run) -> RunOut:
         id=run.id, project_id=run.project_id, requested_by=name or run.requested_by,
         status=run.status, stage=run.stage, progress=round(run.progress, 3), message=run.message,
         params=json.loads(run.params_json), created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, attempts=run.attempts,
+        finished_at=run.finished_at, attempts=run.attempts, period=run.period,
     )  # fmt: skip
 
 

@@ -28,3 +28,4 @@ class SubmissionOut(BaseModel):
     decided_at: datetime | None = None
     current: bool = Field(False, description="accepted and not superseded: what a run links")
     policy_fingerprint: str | None = None
+    period: str | None = Field(None, description="the period it covers; null = the project's one")

@@ -34,6 +34,7 @@ from service.projects.limits import check_resubmission_rate, check_upload_rules
 from service.projects.service import disclosure_policy
 from service.retention import QuotaExceeded, check_quota
 from service.settings import Settings
+from service.submissions.periods import PeriodError, check_period
 from service.submissions.schemas import SubmissionOut
 
 __all__ = [
@@ -90,6 +91,10 @@ def _match(
             "the upload was sealed for another project: run `pprl submit` with this project",
             "project_mismatch",
         )
+    try:
+        check_period(envelope.period, project.period_scheme)
+    except PeriodError as exc:
+        raise EnvelopeRefused(str(exc), "bad_period") from None
     enclave = key_fingerprint(state.enclave_public_key)
     pinned = project.enclave_key_fingerprint or enclave
     if envelope.enclave_key_fingerprint not in (enclave,) or pinned != enclave:
@@ -125,7 +130,8 @@ def _match(
             "policy_changed",
         )
     current = current_accepted(session, project.id, caller_id)
-    if current is not None and current.envelope_json:
+    same_period = current is not None and current.period == (envelope.period or None)
+    if current is not None and current.envelope_json and same_period:
         previous = Envelope.from_json(current.envelope_json)
         if previous.payload_sha256 == envelope.payload_sha256:
             raise Conflict(
@@ -204,6 +210,7 @@ def receive_upload(
                 status="received",
                 policy_fingerprint=envelope.policy_fingerprint,
                 envelope_json=envelope.to_json(),
+                period=check_period(envelope.period, project.period_scheme),
             )
             session.add(row)
             record(
@@ -221,6 +228,7 @@ def receive_upload(
                     "key_check_value": envelope.key_check_value,
                     "policy_fingerprint": envelope.policy_fingerprint,
                     "tool_version": envelope.tool_version,
+                    "period": envelope.period or None,
                 },
             )
             session.flush()
@@ -278,6 +286,7 @@ def submission_out(row: Submission, partner: str) -> SubmissionOut:
         decided_at=row.decided_at,
         current=current,
         policy_fingerprint=row.policy_fingerprint,
+        period=row.period,
     )
 
 

@@ -144,6 +144,16 @@ def _chosen(claim: Claim, rules: RunRules) -> tuple[float, int]:
     return float(threshold), int(frequent)
 
 
+def _in_period(period: str | None) -> list[Any]:
+    """Which accepted submissions a run of ``period`` links. The default period: the
+    current (unsuperseded) ones, as before periods. A named period: that period's, newest
+    per partner (``one_per_partner``), whether or not a later period's upload superseded
+    it since."""
+    if period is None:
+        return [Submission.superseded_at.is_(None), Submission.period.is_(None)]
+    return [Submission.period == period]
+
+
 def compute_release(
     settings: Settings,
     db: Database,
@@ -155,6 +165,9 @@ def compute_release(
     enclave's next state). The caller stores that state before the release commits."""
     if claim.refused:
         raise RunFailed(claim.refused)
+    period = claim.params.get("period")
+    if period is not None and not isinstance(period, str):
+        raise RunFailed("the run's period is not a label")
     with db.transaction() as session:
         project = session.get(Project, claim.project_id)
         if project is None:
@@ -172,8 +185,8 @@ def compute_release(
             .where(
                 Submission.project_id == project.id,
                 Submission.status == "accepted",  # judged by the enclave's validator
-                Submission.superseded_at.is_(None),
                 Submission.purged_at.is_(None),
+                *_in_period(period),
             )  # fmt: skip
             .order_by(partner_label())
         ).all()
@@ -184,7 +197,10 @@ def compute_release(
         raise RunFailed("the project's run rules changed after its first release")
     threshold, frequent = _chosen(claim, rules)
     if not sources:
-        raise RunFailed("the project has no current submissions to link")
+        raise RunFailed(
+            "the project has no current submissions to link"
+            + (f" for period {period}" if period is not None else "")
+        )
     epsilon_left = None
     if policy.dp is not None:
         # the enclave's own ledger, not the database's counter, is what it trusts
@@ -230,7 +246,11 @@ def compute_release(
                 cell_key_secret=cell_key_secret(key, claim.project_id),
                 # the noise is keyed by what the enclave itself saw, so neither the
                 # operator (rows it can edit) nor a re-sealed copy can redraw it
-                parameters={"threshold": threshold, "frequent_threshold": frequent},
+                parameters={
+                    "threshold": threshold,
+                    "frequent_threshold": frequent,
+                    **({"period": period} if period is not None else {}),
+                },  # fmt: skip
                 inputs=digests,
             )
         except (DisclosureError, LinkageError):
@@ -244,6 +264,7 @@ def compute_release(
         "attributes": figures.attributes,
         "frequent_threshold": frequent,
         "match_threshold": threshold,
+        "period": period,  # None = the project's one period
         "policy": policy.model_dump(mode="json"),
         "figures": release.figures,
         "suppressed": release.suppressed,

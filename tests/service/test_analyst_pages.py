@@ -206,3 +206,132 @@ def test_area_map_from_the_operators_boundaries_file(
         200,
         404,
     )  # cached or refused, never 500
+
+
+def _later_extract(extracts: dict[str, Path], tmp_path: Path, partner: str, keep: int) -> bytes:
+    """The partner's next extract: its first ``keep`` people, hashed under the same secret."""
+    from pyarrow import csv as pacsv
+
+    from linkage.encode import hash_file
+    from linkage.spec import load_spec
+    from tests.conftest import EXAMPLE_SPEC
+
+    source = tmp_path / f"{partner}-later.csv"
+    table = pacsv.read_csv(extracts[f"{partner}.csv"])
+    pacsv.write_csv(table.slice(0, keep), source)
+    out = tmp_path / f"{partner}-later.parquet"
+    hash_file(load_spec(EXAMPLE_SPEC), extracts["secret"].read_bytes(), source, out)
+    return out.read_bytes()
+
+
+def _period_run(s: Service, period: str | None) -> dict[str, object]:
+    body = {"period": period} if period else {}
+    r = s.http.post(
+        f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"]), json=body
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["period"] == period and r.json()["params"].get("period") == period
+    assert Worker(s.settings).run_once() == r.json()["id"]
+    state = s.http.get(f"/v1/projects/{s.project_id}/runs/{r.json()['id']}",
+                       headers=s.as_(s.tokens["analyst"])).json()  # fmt: skip
+    return dict(state)
+
+
+def test_periods_are_linked_apart_and_compared_from_released_figures_only(
+    project_service: Service, hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    s = project_service
+    analyst = s.as_(s.tokens["analyst"])
+    # bad labels are refused at the edge, in one sentence naming the period
+    bad = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), period="Q1 2026!")
+    assert bad.status_code in (400, 409, 422) and "period 'Q1 2026!'" in bad.text
+    r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst, json={"period": "x y"})
+    assert r.status_code == 422 and "period 'x y'" in r.text
+
+    for partner in ("housing", "police"):
+        up = s.upload(s.tokens[partner], hashed_extracts[partner].read_bytes(), period="2026-Q1")
+        assert up.status_code == 202 and up.json()["period"] == "2026-Q1", up.text
+    s.judge()
+    first = _period_run(s, "2026-Q1")
+    assert first["status"] == "done", first
+    # the next quarter: the same housing file (not a duplicate: another period) and a
+    # smaller police extract
+    up = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), period="2026-Q2")
+    assert up.status_code == 202, up.text
+    later = _later_extract(hashed_extracts, tmp_path, "police", 60)
+    assert s.upload(s.tokens["police"], later, period="2026-Q2").status_code == 202
+    s.judge()
+    second = _period_run(s, "2026-Q2")
+    assert second["status"] == "done", second
+    # Q1 is still linkable after Q2 arrived, and from Q1's submissions alone
+    again = _period_run(s, "2026-Q1")
+    results = {
+        run["id"]: s.http.get(f"/v1/projects/{s.project_id}/runs/{run['id']}/results",
+                              headers=analyst).json()
+        for run in (first, second, again)
+    }  # fmt: skip
+    q1, q2, q1_again = (results[str(r["id"])] for r in (first, second, again))
+    assert (q1["period"], q2["period"]) == ("2026-Q1", "2026-Q2")
+    assert q1_again["figures"] == q1["figures"]  # same inputs, same noise
+    assert q2["figures"]["persons.partner.police"] < q1["figures"]["persons.partner.police"]
+    # the default period has no submissions now: a run without a period says so
+    default = _period_run(s, None)
+    assert default["status"] == "failed" and "no current submissions" in str(default["message"])
+
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    project = s.http.get(f"/analyst/projects/{s.project_id}").text
+    assert 'id="compare-periods-form"' in project and ">2026-Q2</td>" in project
+    page = s.http.get(f"/analyst/projects/{s.project_id}/compare",
+                      params={"before_period": "2026-Q1", "after_period": "2026-Q2"})  # fmt: skip
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "period <strong>2026-Q1</strong>" in html and "period <strong>2026-Q2</strong>" in html
+    # every row: before, after and change; the change is the difference of the two
+    # released figures, and suppressed whenever either side is
+    rows = re.findall(r'<td class="num">([^<]*)</td>\s*<td class="num">([^<]*)</td>\s*'
+                      r'<td class="num( suppressed)?">([^<]*)</td>', html)  # fmt: skip
+    assert len(rows) > 50
+    for before, after, _, change in rows:
+        if "*" in (before, after):
+            assert change == "*"
+        else:
+            diff = float(after.replace(",", "")) - float(before.replace(",", ""))
+            assert float(change.split()[0].replace(",", "")) == round(diff, 1)
+    assert any(change.startswith("-") for _, _, _, change in rows)
+    missing = s.http.get(f"/analyst/projects/{s.project_id}/compare",
+                         params={"before_period": "2026-Q1", "after_period": "2027-Q1"})  # fmt: skip
+    assert missing.status_code == 404
+    run_page = s.http.get(f"/analyst/projects/{s.project_id}/runs/{second['id']}").text
+    assert '<dd id="run-period">2026-Q2</dd>' in run_page
+
+
+def test_a_projects_period_scheme_is_enforced(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    from service.db.models import Project
+
+    s = project_service
+    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
+        session.get(Project, s.project_id).period_scheme = "quarterly"
+    bad = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), period="2026-13")
+    assert bad.status_code in (400, 409, 422)
+    assert "is not a year and quarter such as 2026-Q1" in bad.text
+    r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=s.as_(s.tokens["analyst"]),
+                    json={"period": "2026-Q5"})  # fmt: skip
+    assert r.status_code == 422 and "quarterly" in r.text
+    ok = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), period="2026-Q3")
+    assert ok.status_code == 202 and ok.json()["period"] == "2026-Q3"
+
+
+def test_run_page_says_why_model_diagnostics_are_withheld(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    run_id = _finished_run(s, hashed_extracts)
+    assert sign_in_analyst(s, s.tokens["analyst"]) == 303
+    html = unescape(s.http.get(f"/analyst/projects/{s.project_id}/runs/{run_id}").text)
+    assert 'id="diagnostics-withheld"' in html
+    assert "Withheld by the disclosure rules: the m and u probabilities" in html
+    assert 'class="diagnostic"' not in html  # no empty m/u table or chart
+    assert 'id="table-cross-age_band-need-persons"' in html
+    assert 'id="table-cross-area-need-frequent"' in html
