@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from linkage.spec import IdentifierSpec
 
-__all__ = ["UK_DATE_FORMATS", "expected_values"]
+DEFAULT_MAX_INVALID = 0.2  # an identifier column more invalid than this is refused
+
+__all__ = ["DEFAULT_MAX_INVALID", "UK_DATE_FORMATS", "expected_values"]
 
 #: what a date column is read as when the spec declares no formats, in strptime terms
 UK_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%y", "%Y%m%d")

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from linkage.encode.columns import resolve_columns
-from linkage.encode.expected import UK_DATE_FORMATS, expected_values
+from linkage.encode.expected import DEFAULT_MAX_INVALID, UK_DATE_FORMATS, expected_values
 from linkage.encode.readers import open_input
 from linkage.encode.table import Encoder
 from linkage.errors import InputError, ManifestError
@@ -52,7 +52,6 @@ _ROW_MAP_SCHEMA = pa.schema([pa.field(ROW_REF_COLUMN, pa.int64(), nullable=False
 #: ``on_progress(rows_done, bytes_done, bytes_total)``
 ProgressCallback = Callable[[int, int, int], None]
 
-DEFAULT_MAX_INVALID = 0.2  # an identifier column more invalid than this is refused
 
 
 @contextlib.contextmanager

@@ -22,10 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from linkage.check import check_file
-from linkage.encode import hash_file, load_secret, new_secret, write_secret
 from linkage.encode.columns import load_mapping, save_mapping
-from linkage.encode.file import DEFAULT_MAX_INVALID
+from linkage.encode.expected import DEFAULT_MAX_INVALID
+from linkage.encode.secret import load_secret, new_secret, write_secret
 from linkage.errors import InputError
 from linkage.manifest import key_check_value
 from linkage.spec import load_spec
@@ -199,6 +198,10 @@ def hash_command(
     identifier column with more than --max-invalid of its values invalid, naming the
     column, the formats expected and the first rows (run `pprl check` first for a report).
     """
+    # the encoder (numpy, pyarrow) is imported by the commands that use it: `pprl serve`
+    # runs in this CLI process, and the API must not carry it
+    from linkage.encode.file import hash_file
+
     invalid: dict[str, int] = {}
     details: dict[str, Any] = {}
     with errors_as_messages():
@@ -281,6 +284,8 @@ def check_command(
     values, for dates the formats found and day/month ambiguity, and the first rows to
     look at, as spreadsheet rows (the header is row 1). Never prints a value.
     """
+    from linkage.check import check_file
+
     with errors_as_messages():
         spec = load_spec(spec_path)
         column_map, read = _read_options(mapping_path, columns, encoding, delimiter, sheet)

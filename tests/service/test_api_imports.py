@@ -1,6 +1,7 @@
 """The API process stays light: it stores sealed bytes it cannot open, so receiving an
 upload, serving the partner kit and the home page load no data-frame, chart or linkage
-engine (pyarrow, pandas, matplotlib, DuckDB, Splink). Those belong to the partner's
+engine (pyarrow, pandas, matplotlib, DuckDB, Splink), and neither does the `pprl` command
+line that `pprl serve` runs in (its hash, check and submit commands import theirs). Those belong to the partner's
 machine and the enclave worker; the pages that draw charts or build workbooks import
 theirs when they do. This is what keeps the API's memory near 80 MB instead of 270 MB.
 
@@ -23,6 +24,7 @@ _API = """
 import json, sys
 from pathlib import Path
 from starlette.testclient import TestClient
+import service.cli  # `pprl serve` runs the app inside the command line's process
 from service.app import create_app
 
 project, partner, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
