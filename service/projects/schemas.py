@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,10 @@ class ProjectCreate(RequestBody):
     run_rules: RunRules | None = Field(
         None, description="parameter menu, minimum extract size, rate limits, output checking"
     )
+    period_scheme: Literal["quarterly", "monthly", "yearly"] | None = Field(
+        None, description="how submissions name their period (2026-Q1, 2026-03, 2026); "
+        "null: any short label, or none (one period)",
+    )  # fmt: skip
 
 
 class PolicySet(RequestBody):
@@ -65,3 +69,4 @@ class ProjectOut(BaseModel):
     enclave_key_fingerprint: str | None = Field(
         description="sha256 (hex) of the enclave public key partners seal to for this project"
     )
+    period_scheme: str | None = Field(None, description="how periods are named (null: any)")

@@ -80,6 +80,7 @@ def create_project(
         run_rules_json=rules.model_dump_json(),
         enclave_state_version=0,
         enclave_key_fingerprint=enclave_key_fingerprint,
+        period_scheme=body.period_scheme,
     )
     session.add(project)
     session.flush()
@@ -168,6 +169,7 @@ def project_out(session: Session, project: Project) -> ProjectOut:
         "enclave_state_version": project.enclave_state_version,
         "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
         "enclave_key_fingerprint": project.enclave_key_fingerprint,
+        "period_scheme": project.period_scheme,
     }
     return ProjectOut.model_validate(data)
 

@@ -308,11 +308,11 @@ def test_periods_are_linked_apart_and_compared_from_released_figures_only(
 def test_a_projects_period_scheme_is_enforced(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
-    from service.db.models import Project
-
     s = project_service
-    with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
-        session.get(Project, s.project_id).period_scheme = "quarterly"
+    s.project_id = s.project(name="quarterly", members=["housing", "analyst"],
+                             period_scheme="quarterly")  # fmt: skip
+    shown = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    assert shown["period_scheme"] == "quarterly"
     bad = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes(), period="2026-13")
     assert bad.status_code in (400, 409, 422)
     assert "is not a year and quarter such as 2026-Q1" in bad.text
