@@ -73,3 +73,44 @@ def test_the_api_receives_a_sealed_upload_without_loading_data_libraries(
     # fastapi + SQLAlchemy + cryptography + the test client: about 80 MB here; the data
     # libraries alone would add more than 100 MB
     assert result["peak_rss_mb"] < 150, result
+
+
+_VALIDATOR = """
+import json, sys
+from service.worker.validator import judge
+verdict = judge(json.loads(sys.stdin.read()))
+print(json.dumps({"verdict": verdict, "pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_the_enclave_validator_does_not_load_pandas(
+    hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each submission is judged in a fresh child; pyarrow loads pandas (about 0.5 s and
+    60 MB) on some calls (pa.array of a numpy array, pa.scalar, pa.table), so the
+    validator avoids them."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from linkage.encode import read_manifest
+    from linkage.spec import fingerprint, load_spec
+    from service.cli.sealed_extract import seal_extract
+    from tests.conftest import EXAMPLE_SPEC
+
+    key = X25519PrivateKey.generate()
+    extract = hashed_extracts["housing"]
+    sealed = seal_extract(extract, tmp_path / "x.sealed", key.public_key(), "p", "policy")
+    job = {
+        "private_key": key.private_bytes_raw().hex(),
+        "path": str(sealed.path),
+        "envelope": sealed.envelope.to_json(),
+        "project": {"project_id": "p", "spec_fingerprint": fingerprint(load_spec(EXAMPLE_SPEC)),
+                    "spec_json": Path(EXAMPLE_SPEC).read_text(), "policy_fingerprint": "policy",
+                    "key_check_value": read_manifest(extract).key_check_value},
+        "max_identity_share": 0.0, "max_identity_floor": 5,  # the repeat check runs
+    }  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _VALIDATOR], input=json.dumps(job),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"]["ok"], result
+    assert not result["pandas"]
