@@ -43,7 +43,7 @@ from service.results import (
 from service.results.charts import FORMATS
 from service.results.compare import compare, noise_band
 from service.results.diagnostics import withheld_diagnostics
-from service.results.maps import BoundariesError, choropleth, load_boundaries
+from service.results.maps import BoundariesError, choropleth, load_boundaries, mappable
 from service.runs.service import read_results
 from service.submissions.periods import label, period_key
 
@@ -269,13 +269,17 @@ def run_page(request: Request, state: State, project_id: str, run_id: str) -> Re
 
 
 def _maps(state: AppState, released: dict[str, Any]) -> list[tuple[str, str]]:
-    """The area maps, when the operator supplied a boundaries file and the release has areas."""
-    if state.settings.boundaries is None or "area" not in released.get("attributes", []):
+    """The maps, when the operator supplied a boundaries file (keyed by district or by
+    sector) whose areas the release's breakdowns name."""
+    if state.settings.boundaries is None:
         return []
-    return [
-        ("map-area-persons", "Map: everyone by area"),
-        ("map-area-frequent", "Map: frequent users by area"),
-    ]
+    try:
+        attrs = mappable(released, _boundaries(state))
+    except ChartError:
+        return []  # a broken file: no map offered (the chart route says why)
+    return [(f"map-{attr}-{cohort}", f"Map: {who} by {attr.replace('_', ' ')}")
+            for attr in attrs
+            for cohort, who in (("persons", "everyone"), ("frequent", "frequent users"))]  # fmt: skip
 
 
 _BOUNDARIES: dict[str, Any] = {}
@@ -311,7 +315,8 @@ def _chart_bytes(
     if name.startswith("map-"):
         if name not in dict(_maps(state, released)):
             raise ChartError(f"no chart called {name!r} for this release")
-        figure = choropleth(released, _boundaries(state), "area", name.rpartition("-")[2])
+        _, attr, cohort = name.split("-", 2)
+        figure = choropleth(released, _boundaries(state), attr, cohort)
     else:
         figure = chart(released, name)
     data = render(figure, fmt)

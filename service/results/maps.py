@@ -1,8 +1,10 @@
 """A choropleth of people by area from a boundaries file the operator supplies (GeoJSON).
 
-Each feature names its area in the property ``area`` (or ``name``, ``code``) and carries a
-Polygon or MultiPolygon. Drawn with matplotlib on the server (no tiles, no CDN); areas
-whose figure is suppressed are hatched and marked, never coloured as zero.
+Each feature names its area in the property ``area`` (or ``district``, ``sector``, ``name``,
+``code``) and carries a Polygon or MultiPolygon: postcode districts (``LS2``) or sectors
+(``LS2 7``), whichever the release's breakdown holds (:func:`mappable`). Drawn with
+matplotlib on the server (no tiles, no CDN); areas whose figure is suppressed are hatched
+and marked, never coloured as zero.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from service.results.tables import COHORTS, status_of
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["BoundariesError", "choropleth", "load_boundaries"]
+__all__ = ["BoundariesError", "choropleth", "load_boundaries", "mappable"]
 
-_KEYS = ("area", "name", "code")
+_KEYS = ("area", "district", "sector", "name", "code")
 
 
 class BoundariesError(ValueError):
@@ -54,6 +56,16 @@ def load_boundaries(path: Path) -> dict[str, list[list[tuple[float, float]]]]:
     if not areas:
         raise BoundariesError(f"{path}: no features")
     return areas
+
+
+def mappable(
+    released: Mapping[str, Any], boundaries: Mapping[str, list[list[tuple[float, float]]]]
+) -> list[str]:
+    """The release's attributes whose breakdown names at least one area of the boundaries
+    (a district file maps a district attribute, a sector file a sector one)."""
+    f = released["figures"]
+    return [attr for attr in released.get("attributes", [])
+            if any(f"persons.by.{attr}.{area}.count" in f for area in boundaries)]  # fmt: skip
 
 
 def choropleth(
