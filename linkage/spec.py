@@ -210,6 +210,11 @@ class AttributeSpec(_Model):
     aliases: tuple[str, ...] | None = Field(
         default=None, description="category/count: other header names for the column."
     )
+    level: Literal["district", "sector"] | None = Field(
+        default=None,
+        description="area from a `uk_postcode`: postcode district (default, e.g. LS2) or "
+        "sector (e.g. LS2 7), finer, so more of its cells are suppressed.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -235,7 +240,14 @@ class AttributeSpec(_Model):
                 raise ValueError("'values' must not repeat")
         elif self.values is not None:
             raise ValueError("'values' applies only to category attributes")
+        if self.level is not None and self.kind != "area":
+            raise ValueError("'level' applies only to area attributes")
         return self
+
+    @property
+    def sector(self) -> bool:
+        """An area attribute at postcode-sector level (else district)."""
+        return self.kind == "area" and self.level == "sector"
 
     @property
     def source_column(self) -> str:
@@ -377,6 +389,10 @@ class Spec(_Model):
                         f"{attr.kind} needs an identifier of type {' or '.join(want)}, "
                         f"not {src.type!r}",
                     )
+                if attr.sector and src.type != "uk_postcode":
+                    raise _PathError(
+                        f"{where}.level", "sector needs a uk_postcode source (sectors are UK)"
+                    )
         if self.encoding.bloom is not None:
             for idx, fname in enumerate(self.encoding.bloom.fields):
                 bloomed = by_name.get(fname)
@@ -460,7 +476,7 @@ class Spec(_Model):
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-_OPTIONAL_KEYS = ("aliases", "formats")
+_OPTIONAL_KEYS = ("aliases", "formats", "level")
 
 
 class _PathError(ValueError):

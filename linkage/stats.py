@@ -209,8 +209,10 @@ def _breakdown(fig: Figures, cohort: str, total: str, people: pd.DataFrame, attr
 
 def crosses_of(spec: Spec) -> list[tuple[str, str]]:
     """The two-way tables of a spec: each banded attribute (age band, area) by each
-    category attribute (need), in the spec's order."""
-    banded = [a.name for a in spec.attributes if a.kind in ("age_band", "area")]
+    category attribute (need), in the spec's order. Sector-level areas are left out: a
+    sector by need table would be almost all suppressed cells."""
+    banded = [a.name for a in spec.attributes
+              if a.kind == "age_band" or (a.kind == "area" and not a.sector)]  # fmt: skip
     categories = [a.name for a in spec.attributes if a.kind == "category"]
     return [(a, b) for a in banded for b in categories]
 

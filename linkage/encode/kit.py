@@ -46,6 +46,8 @@ def partner_kit(spec: Spec) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": a.name, "kind": a.kind, "column": attribute_column(a.name)}
         if a.kind in ("age_band", "area"):
             entry["source"] = a.source
+            if a.kind == "area":
+                entry["level"] = a.level or "district"
         else:
             entry["headers"] = [a.source_column, *(a.aliases or ()), a.name]
         if a.kind == "age_band":

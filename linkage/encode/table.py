@@ -85,6 +85,7 @@ class _Normalised:
     variants: dict[str, list[str | None]]
     extra: list[Any]  # a date (for age bands) or a district (for areas), else None
     swapped: list[bool] | None = None  # dates read with day and month swapped
+    sector: list[Any] | None = None  # UK postcodes: the sector (for sector-level areas)
 
 
 def _normalise_distinct(
@@ -115,10 +116,13 @@ def _normalise_distinct(
         if set(active) <= {"full", "sector", "district"}:
             by_name = {"full": full, "sector": sector, "district": district}
             return _Normalised(
-                [f is not None for f in full], {v: by_name[v] for v in active}, district
-            )
+                [f is not None for f in full], {v: by_name[v] for v in active}, district,
+                sector=sector,
+            )  # fmt: skip
         derived = [uk_postcode_variants(p) for p in full]
-        extra = district
+        valid = [d["full"] is not None for d in derived]
+        return _Normalised(valid, {v: [d[v] for d in derived] for v in active}, district,
+                           sector=sector)  # fmt: skip
     elif kind == "postcode":
         codes = [normalise_generic_postcode(raw) for raw in values]
         derived = [{"full": c, "prefix3": c[:3] if c else None} for c in codes]
@@ -316,6 +320,8 @@ class Encoder:
                 bloom = self._blooms[ident.name].array(norm.extra)
                 columns[bloom_column(ident.name)] = bloom.take(indices)
             extras[ident.name] = (norm.extra, indices)
+            if norm.sector is not None:  # sector-level areas read this instead
+                extras[f"{ident.name}\x00sector"] = (norm.sector, indices)
 
         figures = np.zeros(n, dtype=bool)  # some count/category cell is filled
         for attr in self.spec.attributes:
@@ -352,7 +358,7 @@ class Encoder:
     ) -> pa.Array:
         if attr.kind in ("age_band", "area"):
             assert attr.source is not None
-            per_unique, indices = extras[attr.source]
+            per_unique, indices = extras[attr.source + ("\x00sector" if attr.sector else "")]
             labels: list[str | None]
             if attr.kind == "age_band":
                 bands, names = attr.age_bands, _band_labels(attr)

@@ -72,7 +72,7 @@ function identifierVariants (ident, raw, reference) {
     }
     case 'uk_postcode': {
       const v = ukPostcodeVariants(normaliseUkPostcode(raw))
-      return { valid: v.full !== null, variants: v, extra: v.district }
+      return { valid: v.full !== null, variants: v, extra: v.district, sector: v.sector }
     }
     case 'postcode': {
       const code = normaliseGenericPostcode(raw)
@@ -163,6 +163,7 @@ export class Encoder {
         if (raw != null && raw.trim() === '') raw = null
         const res = this.normalised(ident, raw)
         extras[ident.name] = res.extra
+        if (res.sector !== undefined) extras[ident.name + '\u0000sector'] = res.sector
         if (raw != null) {
           anyIdentifier = true
           this.stats.present[ident.name]++
@@ -180,7 +181,7 @@ export class Encoder {
       const attrs = {}
       for (const a of kit.attributes) {
         if (a.kind === 'age_band') attrs[a.column] = ageBand(extras[a.source], this.reference, a)
-        else if (a.kind === 'area') attrs[a.column] = extras[a.source] ?? null
+        else if (a.kind === 'area') attrs[a.column] = extras[a.source + (a.level === 'sector' ? '\u0000sector' : '')] ?? null
         else {
           const raw = row[this.columns[a.name]]
           const blank = raw == null || raw.trim() === ''

@@ -43,6 +43,7 @@ _MAX_ROWS = 200_000_000
 _MAX_EXPANSION = 64  # declared uncompressed size / file size (zip-bomb-like row groups)
 _MAX_ROWS_PER_BYTE = 4  # rows per byte of file (run-length-encoded bombs)
 _DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
+_SECTOR = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? [0-9]$")
 _MAX_ATTRIBUTE_CHARS = 200  # longest clear attribute value worth looking at
 #: identifier types whose exact token alone names one person
 _FULL_IDENTITY_TYPES = ("nhs_number", "id")
@@ -330,7 +331,8 @@ def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
             checks[column] = ("in", set(attr.values or ()))
         elif attr.kind == "area":
             source = spec.identifier(attr.source or "")
-            checks[column] = ("district" if source.type == "uk_postcode" else "short", None)
+            uk = source.type == "uk_postcode"
+            checks[column] = (("sector" if attr.sector else "district") if uk else "short", None)
         else:
             checks[column] = ("count", None)
     if not checks:
@@ -362,6 +364,8 @@ def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
                     bad_values = [v for v in distinct if v not in allowed]
                 elif kind == "district":
                     bad_values = [v for v in distinct if not _DISTRICT.match(v)]
+                elif kind == "sector":
+                    bad_values = [v for v in distinct if not _SECTOR.match(v)]
                 else:
                     bad_values = [v for v in distinct if len(v) > 4]
                 if bad_values:

@@ -63,3 +63,22 @@ def test_many_partners_list_only_the_combinations_that_occur(spec: Spec) -> None
     only = [n for n in fig.counts if n.startswith("persons.only.")]
     assert 0 < len(only) < 2**20 and all(fig.counts[n] > 0 for n in only)
     assert sum(fig.counts[n] for n in only) == fig.counts["persons.total"] == 500
+
+
+def test_a_sector_breakdown_and_no_sector_by_need_table(spec: Spec) -> None:
+    from linkage.spec import parse_spec
+
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["attributes"].append({"name": "sector", "kind": "area", "source": "postcode",
+                               "level": "sector"})  # fmt: skip
+    sectors = parse_spec(data)
+    table = _records([("a", 1, 5), ("b", 1, 6), ("a", 2, 1), ("b", 3, 2)])
+    table = table.append_column("a_sector", pa.array(["LS1 1", "LS1 1", "LS1 2", None]))
+    fig = compute_figures(table, sectors, frequent_threshold=10)
+    c = fig.counts
+    assert (c["persons.by.sector.LS1 1.count"], c["persons.by.sector.LS1 2.count"]) == (1, 1)
+    assert c["persons.by.sector.unknown.count"] == 1
+    assert ("sector", "need") not in fig.crosses and ("area", "need") in fig.crosses
+    # one more breakdown cell for each person in persons, multi or single, frequent or not,
+    # and in the quality pack's single-record breakdown; no more two-way cells
+    assert fig.cells_per_person() == compute_figures(table, spec, 10).cells_per_person() + 4

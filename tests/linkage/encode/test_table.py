@@ -123,3 +123,29 @@ def test_surname_parts_agree_with_single_surnames(spec: Spec, key: bytes) -> Non
     a, b = encode_table(spec, key, extract(rows)).table.to_pylist()
     assert a["t_surname_part2"] == b["t_surname_exact"]
     assert a["t_surname_exact"] != b["t_surname_exact"]
+
+
+def _sector_spec(spec: Spec) -> Spec:
+    """The example spec with a second, sector-level area attribute."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["attributes"].append({"name": "sector", "kind": "area", "source": "postcode",
+                               "level": "sector"})  # fmt: skip
+    return parse_spec(data)
+
+
+def test_a_sector_level_area_carries_the_postcode_sector(spec: Spec, key: bytes) -> None:
+    sectors = _sector_spec(spec)
+    rows = encode_table(sectors, key, extract([ROW, {**ROW, "postcode": "LS2 7EW"},
+                                               {**ROW, "postcode": "not a postcode"}])).table  # fmt: skip
+    assert rows.column("a_area").to_pylist() == ["SW1A", "LS2", None]
+    assert rows.column("a_sector").to_pylist() == ["SW1A 1", "LS2 7", None]
+    # an optional key left out keeps the fingerprint every existing spec's extracts carry
+    assert "level" not in spec.canonical_json() and '"level":"sector"' in sectors.canonical_json()
+
+
+def test_level_is_for_uk_postcode_areas_only(spec: Spec) -> None:
+    data = spec.model_dump(mode="json", exclude_none=True)
+    bad = {**data, "attributes": [*data["attributes"], {"name": "n2", "kind": "category",
+                                                        "values": ["a"], "level": "sector"}]}  # fmt: skip
+    with pytest.raises(Exception, match="'level' applies only to area attributes"):
+        parse_spec(bad)
