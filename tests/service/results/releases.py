@@ -91,7 +91,9 @@ def releases(draw: st.DrawFn, max_partners: int = 4) -> dict[str, Any]:
     return release
 
 
-def enclave_release(spec: Any, seed: int = 1, people: int = 300) -> dict[str, Any]:
+def enclave_release(
+    spec: Any, seed: int = 1, people: int = 300, sectors: list[str] | None = None
+) -> dict[str, Any]:
     """A release made the enclave's way (exact figures, then disclosure control) from
     synthetic linked records, so the tables read the names the enclave really writes."""
     import numpy as np
@@ -109,7 +111,8 @@ def enclave_release(spec: Any, seed: int = 1, people: int = 300) -> dict[str, An
                          "a_age_band": str(rng.choice(["18-24", "25-34", "85+"], p=[0.5, 0.47, 0.03])),
                          "a_area": str(rng.choice(["LS1", "LS2", "LS10"], p=[0.6, 0.38, 0.02])),
                          "a_contacts": int(rng.poisson(6)),
-                         "a_need": str(rng.choice(["housing", "offending"], p=[0.9, 0.1]))})  # fmt: skip
+                         "a_need": str(rng.choice(["housing", "offending"], p=[0.9, 0.1])),
+                         **({"a_sector": str(rng.choice(sectors))} if sectors else {})})  # fmt: skip
     fig = compute_figures(pa.Table.from_pylist(rows), spec, frequent_threshold=10)
     release = disclose(fig, spec.disclosure, cell_key_secret=bytes([seed]) * 32)
     return {

@@ -178,3 +178,23 @@ def test_two_way_tables_from_an_enclave_release(spec: Any) -> None:
     lines = [r[0] for r in sheet.iter_rows(values_only=True) if r and r[0]]
     assert any(str(x).startswith("Note: suppressed-primary") for x in lines)
     assert sheet["B2"].value == "domestic_abuse" and sheet["C2"].value == "status"
+
+
+def test_a_sector_breakdown_sorts_naturally_and_charts(spec: Any) -> None:
+    from linkage.spec import parse_spec
+    from service.results import chart, render
+
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["attributes"].append({"name": "sector", "kind": "area", "source": "postcode",
+                               "level": "sector"})  # fmt: skip
+    sectors = ["LS1 10", "LS1 2", "LS1 1", "LS10 1", "LS2 7"]
+    release = enclave_release(parse_spec(data), people=600, sectors=sectors)
+    tables = {t.key: t for t in result_tables(release)}
+    labels = [label for label, _ in tables["by-sector"].rows]
+    assert labels == ["LS1 1", "LS1 2", "LS1 10", "LS2 7", "LS10 1", "unknown"]
+    assert not any(k.startswith("cross-sector") for k in tables)
+    cells = [c for _, row in tables["by-sector"].rows for c in row if c.figure.endswith(".count")]
+    assert any(c.value is not None for c in cells)  # enough people: released
+    assert all(c.status.startswith("suppressed-") for c in cells if c.value is None)
+    svg = render(chart(release, "by-sector-persons"), "svg").decode()
+    assert "Everyone by sector" in svg and "LS10 1" in svg
