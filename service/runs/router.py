@@ -104,9 +104,22 @@ async def get_results(
     await audit_writer(state).record(
         **service.read_event(run, release, by=caller.actor, not_modified=held)
     )
+    headers = {"ETag": release.etag, "Vary": "Accept-Encoding"}
     if held:
-        return Response(status_code=304, headers={"ETag": release.etag})
-    return Response(release.body, media_type="application/json", headers={"ETag": release.etag})
+        return Response(status_code=304, headers=headers)
+    if _accepts_gzip(request.headers.get("accept-encoding", "")):
+        # a tenth of the bytes to encrypt and send; compressed once per release
+        headers["Content-Encoding"] = "gzip"
+        return Response(release.gzipped, media_type="application/json", headers=headers)
+    return Response(release.body, media_type="application/json", headers=headers)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 def _checker_run(
