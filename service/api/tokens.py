@@ -11,6 +11,7 @@ from sqlalchemy import select
 from service.api.bodies import RequestBody
 from service.api.deps import Caller, DbSession, ReadSession, State, require_role
 from service.auth import create_principal, revoke_principal
+from service.auth.partners import partner_names
 from service.db.models import Principal
 from service.errors import error_responses
 
@@ -24,6 +25,10 @@ class TokenCreate(RequestBody):
     role: str = Field(pattern="^(admin|partner|analyst|dpo)$")
     projects: list[str] = Field(default_factory=list, description="project names or ids")
     expires_days: float | None = Field(None, gt=0, le=3650)
+    partner: str | None = Field(
+        None, max_length=200,
+        description="partner tokens: the organisation (registered with `pprl admin partner add`)",
+    )  # fmt: skip
 
 
 class PrincipalOut(BaseModel):
@@ -33,14 +38,17 @@ class PrincipalOut(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    partner: str | None = Field(None, description="the organisation a partner token belongs to")
 
 
 class TokenCreated(PrincipalOut):
     token: str = Field(description="shown once; only its SHA-256 digest is stored")
 
 
-def _out(row: Principal) -> dict[str, object]:
-    return {k: getattr(row, k) for k in PrincipalOut.model_fields}
+def _out(row: Principal, partners: dict[str, str] | None = None) -> dict[str, object]:
+    out = {k: getattr(row, k) for k in PrincipalOut.model_fields if k != "partner"}
+    out["partner"] = (partners or {}).get(row.partner_id or "")
+    return out
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
@@ -51,9 +59,9 @@ def create_token(
     require_role(state, caller, "create tokens", "admin")
     row, token = create_principal(
         session, name=body.name, role=body.role, by=caller.actor, projects=body.projects,
-        expires_days=body.expires_days,
+        expires_days=body.expires_days, partner=body.partner,
     )  # fmt: skip
-    return TokenCreated(**_out(row), token=token)
+    return TokenCreated(**_out(row, partner_names(session)), token=token)
 
 
 @router.get("", response_model=list[PrincipalOut])
@@ -61,7 +69,8 @@ def list_tokens(state: State, caller: Caller, session: ReadSession) -> list[Prin
     """Every principal (never a token or its digest) (admin)."""
     require_role(state, caller, "list tokens", "admin")
     rows = session.execute(select(Principal).order_by(Principal.created_at)).scalars()
-    return [PrincipalOut.model_validate(_out(r)) for r in rows]
+    partners = partner_names(session)
+    return [PrincipalOut.model_validate(_out(r, partners)) for r in rows]
 
 
 @router.delete("/{principal}", response_model=PrincipalOut)
@@ -69,4 +78,4 @@ def revoke_token(principal: str, state: State, caller: Caller, session: DbSessio
     """Revoke a principal's token by name or id (admin)."""
     require_role(state, caller, "revoke tokens", "admin")
     row = revoke_principal(session, name_or_id=principal, by=caller.actor)
-    return PrincipalOut.model_validate(_out(row))
+    return PrincipalOut.model_validate(_out(row, partner_names(session)))

@@ -25,6 +25,7 @@ __all__ = [
     "one_per_partner",
     "partner_label",
     "partner_name",
+    "partner_names",
     "partner_projects",
 ]
 
@@ -83,6 +84,11 @@ def partner_label() -> ColumnElement[Any]:
     (a principal from before organisations existed falls back to its own name). Use
     with ``.outerjoin(Partner, Partner.id == Principal.partner_id)``."""
     return func.coalesce(Partner.name, Principal.name)
+
+
+def partner_names(session: Session) -> dict[str, str]:
+    """Every partner organisation: id -> name."""
+    return {p.id: p.name for p in session.execute(select(Partner)).scalars()}
 
 
 def partner_name(session: Session, principal_id: str) -> str:

@@ -16,7 +16,7 @@ from jinja2 import Environment
 from service.projects.service import project_rules_words
 from service.results.tables import policy_in_words
 
-__all__ = ["install"]
+__all__ = ["install", "member_organisations"]
 
 #: audit detail keys shown under a plainer name
 _LABELS = {
@@ -98,6 +98,21 @@ def used_by(run: Any, submissions: Iterable[Any]) -> list[str]:
             continue
         current[s.partner] = s.version
     return [f"{p} v{v}" for p, v in current.items()]
+
+
+def member_organisations(
+    members: Iterable[Any], partners: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """A project's members as a DPO thinks of them: partner tokens under their
+    organisation (one entry however many tokens it holds, with the count), everyone
+    else by name. ``partners``: organisation id -> name."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in members:
+        org = partners.get(m.partner_id or "") if m.role == "partner" else None
+        key = (org or m.name, m.role)
+        entry = out.setdefault(key, {"name": key[0], "role": m.role, "tokens": 0})
+        entry["tokens"] += 1
+    return sorted(out.values(), key=lambda e: (e["role"], e["name"].lower()))
 
 
 def install(env: Environment) -> None:

@@ -35,9 +35,11 @@ from service.audit import Actor, record
 from service.audit.review import AuditFilter, export_csv, export_jsonl, page
 from service.audit.router import HEADS
 from service.audit.signer import request_checkpoint, wait_for_checkpoint
+from service.auth.partners import partner_names
 from service.crypto import public_key_hex
 from service.db.models import AuditEvent, Principal, Project, Run
 from service.dpo import present
+from service.dpo.present import member_organisations
 from service.dpo.session import COOKIE, CSRF_COOKIE, Sessions
 from service.dpo.signin import sessions, sign_in
 from service.projects.service import members_of
@@ -186,7 +188,8 @@ def project_page(request: Request, state: State, project_id: str) -> Response:
         project = session.get(Project, project_id)
         if project is None:
             return Response("no such project", status_code=404)
-        members = members_of(session, project.id)
+        members = member_organisations(members_of(session, project.id),
+                                       partner_names(session))  # fmt: skip
         submissions = list_submissions(session, project.id, None)
         runs = list(
             session.execute(

@@ -93,6 +93,13 @@ def test_rotation_and_a_second_token_keep_one_partner(
     s.sign_in_dpo()
     page = s.http.get(f"/dpo/projects/{s.project_id}").text
     assert page.count("<tr><td>housing</td>") == 3 and "<td>housing-laptop</td>" not in page
+    # ... and its members as organisations: housing once, with its two tokens
+    members = page.split("<dt>Members</dt>", 1)[1].split("</dd>", 1)[0]
+    assert "housing (partner, 2 tokens)" in members and "housing-laptop" not in members
+    # the admin's token list says which organisation each token belongs to
+    listed = {t["name"]: t["partner"] for t in s.http.get("/v1/tokens", headers=s.as_(s.admin)).json()}
+    assert listed["housing-laptop"] == "housing" and listed["police"] == "police"
+    assert listed["analyst"] is None
 
 
 def test_partner_organisations_and_refusals(service: Service) -> None:
