@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.audit import Actor, record
-from service.db.models import Principal, Project, Result, Run
+from service.db.models import Principal, Project, ProjectMember, Result, Run
 from service.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from service.projects.service import project_rules
 from service.runs.schemas import RunCreate, RunOut
@@ -27,6 +27,7 @@ __all__ = [
     "get_run",
     "held_release",
     "list_runs",
+    "members_run",
     "queue_run",
     "read_event",
     "read_results",
@@ -133,6 +134,19 @@ def get_run(session: Session, project_id: str, run_id: str) -> Run:
     if run is None or run.project_id != project_id:
         raise NotFound(f"no run {run_id!r} in this project")
     return run
+
+
+def members_run(session: Session, principal_id: str, project_ref: str, run_id: str) -> Run | None:
+    """The run, if it belongs to the project (by id or name) and the principal is one of
+    the project's members; else None. One query for the hot read path; a None is then
+    explained by the separate checks, which audit the refusal."""
+    return session.execute(
+        select(Run)
+        .join(Project, Project.id == Run.project_id)
+        .join(ProjectMember, (ProjectMember.project_id == Project.id)
+              & (ProjectMember.principal_id == principal_id))
+        .where(Run.id == run_id, (Project.id == project_ref) | (Project.name == project_ref))
+    ).scalar()  # fmt: skip
 
 
 def list_runs(session: Session, project_id: str) -> list[Run]:

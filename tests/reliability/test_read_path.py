@@ -91,6 +91,11 @@ def test_a_release_is_served_as_stored_with_its_etag_and_every_read_is_audited(
     outsider = s.http.get(path, headers=s.as_(s.tokens["outsider"]))
     assert outsider.status_code == 403
     assert ("access.denied", "denied") in s.audit_actions()
+    # an analyst of another project: 404, as for a project that does not exist (audited)
+    stranger = s.token("stranger", "analyst")
+    assert s.http.get(path, headers=s.as_(stranger)).status_code == 404
+    assert s.audit_actions().count(("access.denied", "denied")) == 2
+    assert s.http.get(path.replace("/runs/", "/runs/x"), headers=analyst).status_code == 404
     assert len(_reads(s)) == 6
 
 
