@@ -40,11 +40,26 @@ def _dice(column: str, threshold: float) -> cll.CustomLevel:
     return cll.CustomLevel(sql, label_for_charts=f"Dice >= {threshold}")
 
 
-def _swapped(ident: IdentifierSpec, other: IdentifierSpec) -> cll.CustomLevel:
-    """Forename and surname the other way round: both cross-field equalities hold."""
+#: m = u: a Bayes factor of 1, fixed (see :func:`_swapped`)
+_NEUTRAL = 0.01
+
+
+def _swapped(ident: IdentifierSpec, other: IdentifierSpec) -> Any:
+    """Forename and surname the other way round: both cross-field equalities hold.
+
+    One event seen by two comparisons: it carries its evidence in the forename's
+    comparison only (trained there, so its u is the chance that two strangers' names
+    agree crosswise, about the product of the two names' u). In the surname's comparison
+    the same level is neutral, fixed at m = u, so the pair neither falls to "disagree"
+    nor counts the swap twice (counted twice, a swapped name outweighed date of birth
+    and postcode together and merged strangers who shared a common name)."""
     mine, theirs = _col(ident, "swap"), _col(other, "swap")
     sql = f"{mine}_l = {theirs}_r AND {theirs}_l = {mine}_r"
-    return cll.CustomLevel(sql, label_for_charts="forename and surname swapped")
+    level: Any = cll.CustomLevel(sql, label_for_charts="forename and surname swapped")
+    if ident.type == "surname":
+        level = level.configure(m_probability=_NEUTRAL, u_probability=_NEUTRAL,
+                                fix_m_probability=True, fix_u_probability=True)  # fmt: skip
+    return level
 
 
 def _name(

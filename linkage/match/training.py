@@ -289,18 +289,22 @@ def _smooth(linker: Any) -> list[str]:
     is infinitely strong; return the comparisons with a level EM never saw."""
     untrained = []
     for comparison in linker._settings_obj.comparisons:
-        levels = [lv for lv in comparison.comparison_levels if not lv.is_null_level]
+        # levels fixed by the comparison's design (a neutral level) keep their values
+        levels = [lv for lv in comparison.comparison_levels
+                  if not lv.is_null_level and not lv._fix_m_probability]  # fmt: skip
+        fixed = sum(float(lv.m_probability) for lv in comparison.comparison_levels
+                    if not lv.is_null_level and lv._fix_m_probability)  # fmt: skip
         if any(lv._m_probability is None for lv in levels):
             untrained.append(comparison.output_column_name)
         ms = [lv.m_probability for lv in levels]
         if all(isinstance(m, float) for m in ms):
             floored = [max(float(m), M_FLOOR) for m in ms]
-            total = sum(floored)
+            total = sum(floored) / (1.0 - fixed)
             for level, m in zip(levels, floored, strict=True):
                 level.m_probability = m / total
         for level in levels:
             u = level.u_probability
-            if isinstance(u, float) and u < U_FLOOR:
+            if isinstance(u, float) and u < U_FLOOR and not level._fix_u_probability:
                 level.u_probability = U_FLOOR
     return untrained
 
@@ -310,7 +314,8 @@ def _reset_implausible(linker: Any) -> list[str]:
     e.g. on pairs of strangers): reset to Splink's default m; return their names."""
     reset = []
     for comparison in linker._settings_obj.comparisons:
-        levels = [lv for lv in comparison.comparison_levels if not lv.is_null_level]
+        levels = [lv for lv in comparison.comparison_levels
+                  if not lv.is_null_level and not lv._fix_m_probability]  # fmt: skip
         weights: list[float] = []
         for level in levels:
             m, u = level.m_probability, level.u_probability
