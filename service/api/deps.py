@@ -15,7 +15,9 @@ a slot is asynchronous and holds no thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -88,6 +90,9 @@ class AppState:
     event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
     # valid tokens checked in the last second (see service.auth.recent for why that is safe)
     recent: recent_tokens.RecentTokens = field(default_factory=recent_tokens.RecentTokens)
+    checking: dict[str, asyncio.Future[None]] = field(
+        default_factory=dict
+    )  # token checks under way
 
 
 def audit_writer(state: AppState) -> AuditWriter:
@@ -256,14 +261,41 @@ def _recent_caller(
     return state.recent.get(digest(credentials.credentials))
 
 
+async def _caller(
+    state: AppState,
+    credentials: HTTPAuthorizationCredentials | None,
+    check: Callable[[], Awaitable[Authenticated]],
+) -> Authenticated:
+    """The caller: remembered, or checked by ``check``. When a remembered token's second
+    is up, the many requests carrying it wait for one check instead of each making one
+    (at most half a second: then each checks for itself)."""
+    who = _recent_caller(state, credentials)
+    if who is not None or credentials is None:
+        return who or await check()
+    key = digest(credentials.credentials)
+    loop = asyncio.get_running_loop()
+    pending = state.checking.get(key)
+    if pending is not None and pending.get_loop() is loop:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pending), 0.5)
+        who = _recent_caller(state, credentials)
+        return who or await check()  # the check failed (or is slow): check for ourselves
+    mine: asyncio.Future[None] = loop.create_future()
+    state.checking[key] = mine
+    try:
+        return await check()
+    finally:
+        if state.checking.get(key) is mine:
+            del state.checking[key]
+        mine.set_result(None)
+
+
 async def get_caller(
     request: Request, state: State, credentials: Bearer, _slot: Slot
 ) -> Authenticated:
     """The authenticated caller; 401 (audited) without a valid, live token."""
-    who = _recent_caller(state, credentials)
-    if who is not None:
-        return who
-    return await run_in_threadpool(authenticate_request, state, credentials, request)
+    return await _caller(state, credentials, lambda: run_in_threadpool(
+        authenticate_request, state, credentials, request))  # fmt: skip
 
 
 Caller = Annotated[Authenticated, Depends(get_caller)]
@@ -271,10 +303,8 @@ Caller = Annotated[Authenticated, Depends(get_caller)]
 
 async def get_caller_async(request: Request, state: State, credentials: Bearer) -> Authenticated:
     """The caller, for async routes: a slot only while checking the token, not after."""
-    who = _recent_caller(state, credentials)
-    if who is not None:
-        return who
-    return await in_db_slot(state, authenticate_request, state, credentials, request)
+    return await _caller(state, credentials, lambda: in_db_slot(
+        state, authenticate_request, state, credentials, request))  # fmt: skip
 
 
 AsyncCaller = Annotated[Authenticated, Depends(get_caller_async)]

@@ -211,3 +211,43 @@ def test_a_token_revoked_elsewhere_is_refused_within_the_hold(project_service: S
         )
     time.sleep(0.6)
     assert s.http.get(runs, headers=s.as_(token)).status_code == 401
+
+
+def test_when_a_remembered_token_expires_one_check_serves_the_waiting_requests(
+    service: Service,
+) -> None:
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from service.api.deps import _caller
+    from service.auth import Authenticated
+    from service.auth.recent import generation
+    from service.auth.tokens import digest
+    from service.errors import Unauthorized
+
+    state = _state(service)
+    who = Authenticated("id-1", "reader", "analyst")
+    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials="pprl_example")
+    checks: list[int] = []
+
+    async def valid() -> Authenticated:
+        since = generation()
+        checks.append(1)
+        await asyncio.sleep(0.05)
+        state.recent.put(digest("pprl_example"), who, None, since)
+        return who
+
+    async def refused() -> Authenticated:
+        checks.append(1)
+        await asyncio.sleep(0.05)
+        raise Unauthorized("this token has been revoked")
+
+    async def many(check: Any) -> list[Any]:
+        return await asyncio.gather(*(_caller(state, credentials, check) for _ in range(20)),
+                                    return_exceptions=True)  # fmt: skip
+
+    assert asyncio.run(many(valid)) == [who] * 20 and len(checks) == 1
+    state.recent = RecentTokens()
+    checks.clear()
+    # a failed check is not shared: every request checks (and is refused, audited) itself
+    outcomes = asyncio.run(many(refused))
+    assert all(isinstance(o, Unauthorized) for o in outcomes) and len(checks) == 20
