@@ -131,7 +131,7 @@ def test_analyst_opens_a_run_sees_charts_and_downloads_tables(
     assert run_id == demo.released["run_id"]
     # every chart image loaded (scrolled into view so lazy ones load too)
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    _until(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    _until(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", 90)
     widths = page.eval_on_selector_all("figure.chart img", "els => els.map(e => e.naturalWidth)")
     assert len(widths) >= 8 and min(widths) > 400
     page.evaluate("window.scrollTo(0, 0)")
@@ -242,3 +242,101 @@ def test_cli_lists_runs_and_writes_the_workbook(demo: Any, tmp_path: Path) -> No
                    env=env, capture_output=True, text=True, check=True)  # fmt: skip
     assert load_workbook(out)["Notes"]["B2"].value == "frequent-users"
     assert "known to both partners" in (tmp_path / "h.svg").read_text()
+
+
+def _submit_for_period(demo: Any, partner: str, period: str) -> dict[str, Any]:
+    """`pprl submit --period` as the demo's partner did, into ``period``."""
+    root = Path(demo.chart).parent
+    env = {**os.environ, "PPRL_URL": demo.url, "PPRL_TOKEN": demo.tokens[partner],
+           "PPRL_CA_BUNDLE": str(root / "tls" / "ca.pem"),
+           "PPRL_CONFIG_DIR": str(root / "partners" / f".{partner}-config")}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "service.cli", "submit", "--project", "frequent-users",
+                           str(root / "partners" / f"{partner}.hashed.parquet"), "--period", period,
+                           "--wait", "--json"], env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_analyst_sees_two_way_tables_and_compares_two_periods(demo: Any, browser: Any) -> None:
+    """Runs last in this module: it adds periods and runs to the demo's project."""
+    from service.client import Client
+    from service.settings import ClientSettings
+
+    partners = sorted(p for p, t in demo.tokens.items() if p not in ("analyst", "dpo"))
+    for period, who in (("2026-Q1", partners), ("2026-Q2", partners[:-1])):  # one partner fewer
+        for partner in who:
+            receipt = _submit_for_period(demo, partner, period)
+            assert receipt["status"] == "accepted" and receipt["period"] == period
+    ca = Path(demo.chart).parent / "tls" / "ca.pem"
+    analyst = Client(ClientSettings(url=demo.url, token=demo.tokens["analyst"], ca_bundle=ca))
+    for period in ("2026-Q1", "2026-Q2"):
+        run = analyst.request("POST", "/v1/projects/frequent-users/runs", json={"period": period})
+        _poll_run(analyst, run)
+    analyst.close()
+    env = {**os.environ, "PPRL_URL": demo.url, "PPRL_TOKEN": demo.tokens["analyst"],
+           "PPRL_CA_BUNDLE": str(ca)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "service.cli", "results", "--project", "frequent-users",
+                           "--period", "2026-Q2", "--compare", "2026-Q1", "--json"],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compared = json.loads(done.stdout)
+    assert (compared["before_period"], compared["after_period"]) == ("2026-Q1", "2026-Q2")
+    for change in compared["changes"]:
+        if change["before"] is None or change["after"] is None:
+            assert change["change"] is None
+        else:
+            assert change["change"] == round(change["after"] - change["before"], 1)
+
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    csp = _csp_errors(page)
+    _sign_in(page, demo.url, "analyst", demo.tokens["analyst"])
+    page.click("#projects a >> nth=0")
+    page.wait_for_selector("#compare-periods-form")
+    # the newest run (2026-Q2) first: its two-way tables, with marked suppressed cells
+    page.click("#runs a >> nth=0")
+    page.wait_for_selector("#run-title")
+    assert page.inner_text("#run-period") == "2026-Q2"
+    table = page.locator("#table-cross-age_band-need-persons")
+    assert "age band by need" in table.locator("caption").inner_text()
+    header = table.locator("thead th").all_inner_texts()
+    assert header[0] == "age band" and header[-1] == "all" and "housing" in header
+    assert table.locator("tbody tr").count() >= 5
+    marked = page.locator("td.suppressed-primary, td.suppressed-secondary")
+    assert marked.count() > 0 and "[p] primary suppression" in page.inner_text("#footnotes")
+    assert "Withheld by the disclosure rules" in page.inner_text("#diagnostics-withheld")
+    table.scroll_into_view_if_needed()
+    _shot(page, "analyst-two-way")
+    _axe(page, "analyst run page with two-way tables")
+    page.go_back()
+    page.wait_for_selector("#compare-periods-form")
+    page.select_option("#before_period", "2026-Q1")
+    page.select_option("#after_period", "2026-Q2")
+    page.click("#compare-periods")
+    page.wait_for_selector("#compare-title")
+    runs = page.inner_text("#compare-runs")
+    assert "period 2026-Q1" in runs and "period 2026-Q2" in runs
+    changes = page.eval_on_selector_all(
+        "table.compare tbody tr",
+        "rows => rows.map(r => [...r.querySelectorAll('td')].map(c => c.textContent))",
+    )
+    assert len(changes) > 30
+    for before, after, change in changes:
+        if "*" in (before, after):
+            assert change == "*"  # a change involving a suppressed figure is suppressed
+    assert any(c.startswith("-") for _, _, c in changes)  # a partner fewer in Q2
+    _shot(page, "analyst-compare-periods")
+    _axe(page, "analyst period comparison")
+    assert not csp, csp
+    context.close()
+
+
+def _poll_run(client: Any, run: dict[str, Any]) -> None:
+    import time
+
+    deadline = time.monotonic() + 300
+    while run["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, "run did not finish"
+        time.sleep(0.5)
+        run = client.request("GET", f"/v1/projects/frequent-users/runs/{run['id']}")
+    assert run["status"] == "done", run["message"]
