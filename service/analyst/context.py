@@ -14,8 +14,8 @@ __all__ = ["run_context", "submissions_used"]
 
 def submissions_used(session: Session, run: Run) -> list[dict[str, Any]]:
     """Each partner's submission that was current when the run started: received before
-    the run began and not superseded by then (the enclave links exactly those). A run of
-    a named period: that period's newest per partner, superseded or not."""
+    the run began and not superseded by then (the enclave links exactly those), of the
+    run's period (intake supersedes within a period only)."""
     started = run.started_at or run.created_at
     period = getattr(run, "period", None)
     query = (
@@ -28,7 +28,7 @@ def submissions_used(session: Session, run: Run) -> list[dict[str, Any]]:
     current: dict[str, dict[str, Any]] = {}
     for sub, name in session.execute(query):
         superseded = sub.superseded_at is not None and _naive(sub.superseded_at) <= _naive(started)
-        if (superseded and period is None) or getattr(sub, "status", "accepted") != "accepted":
+        if superseded or getattr(sub, "status", "accepted") != "accepted":
             continue
         current[name] = {"partner": name, "version": sub.version, "received_at": sub.received_at,
                          "period": sub.period}  # fmt: skip

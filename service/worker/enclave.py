@@ -145,13 +145,11 @@ def _chosen(claim: Claim, rules: RunRules) -> tuple[float, int]:
 
 
 def _in_period(period: str | None) -> list[Any]:
-    """Which accepted submissions a run of ``period`` links. The default period: the
-    current (unsuperseded) ones, as before periods. A named period: that period's, newest
-    per partner (``one_per_partner``), whether or not a later period's upload superseded
-    it since."""
-    if period is None:
-        return [Submission.superseded_at.is_(None), Submission.period.is_(None)]
-    return [Submission.period == period]
+    """Which accepted submissions a run of ``period`` links: the current (unsuperseded)
+    ones of that period (intake supersedes within a period only), or of the default
+    period, as before periods, when none is named."""
+    chosen = Submission.period.is_(None) if period is None else Submission.period == period
+    return [Submission.superseded_at.is_(None), chosen]
 
 
 def compute_release(

@@ -222,6 +222,10 @@ def _decide(
                         Submission.status == "accepted",
                         Submission.superseded_at.is_(None),
                         Submission.id != submission_id,
+                        # a new period's extract leaves the last period's standing
+                        Submission.period.is_(None)
+                        if sub.period is None
+                        else Submission.period == sub.period,
                     )
                 )
                 .scalars()

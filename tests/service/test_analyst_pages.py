@@ -263,6 +263,10 @@ def test_periods_are_linked_apart_and_compared_from_released_figures_only(
     s.judge()
     second = _period_run(s, "2026-Q2")
     assert second["status"] == "done", second
+    # Q2's uploads leave Q1's standing (nor will retention purge them as superseded)
+    listed = s.http.get(f"/v1/projects/{s.project_id}/submissions", headers=s.as_(s.admin)).json()
+    standing = {(x["period"], x["partner"]) for x in listed if x["current"]}
+    assert standing == {(p, q) for p in ("2026-Q1", "2026-Q2") for q in ("housing", "police")}
     # Q1 is still linkable after Q2 arrived, and from Q1's submissions alone
     again = _period_run(s, "2026-Q1")
     results = {
