@@ -81,6 +81,7 @@ import json, sys, time
 from pathlib import Path
 from typing import Any
 from service.cli.submit import submit_extract, wait_for_verdict
+import linkage.encode.file, service.cli.sealed_extract  # what submit imports when it runs
 from service.client import Client
 from service.settings import ClientSettings
 project, extract = sys.argv[1], Path(sys.argv[2])
