@@ -32,7 +32,7 @@ from service.worker.intake import validate_received
 from service.worker.queue import Claim, claim_next, finish_failed, finish_with_results, renew
 from service.worker.spark import stop_worker_spark, sweep_spark_scratch
 from service.worker.state import EnclaveState, prune_states, store_state
-from service.worker.supervise import run_limited
+from service.worker.supervise import run_limited, warm_fork_server
 
 __all__ = ["Worker"]
 
@@ -67,6 +67,7 @@ class Worker:
         self.key = load_enclave_private_key(settings.enclave_private_key_path)
         self.actor = Actor(f"worker:{socket.gethostname()}:{os.getpid()}", "enclave")
         self._last_purge = 0.0
+        warm_fork_server()
         swept = sweep_stale_workdirs(settings) + sweep_spark_scratch(settings)
         if swept:
             log("worker swept stale work directories", count=swept)

@@ -39,6 +39,7 @@ __all__ = [
     "die_with_parent",
     "heartbeat_path",
     "run_limited",
+    "warm_fork_server",
 ]
 
 _T = TypeVar("_T")
@@ -210,6 +211,15 @@ def fork_server() -> Any:
         context.set_forkserver_preload(_PRELOAD)
         _CONTEXT = context
     return _CONTEXT
+
+
+def warm_fork_server() -> None:
+    """Start the fork server now (its preload takes about a second), so a partner's first
+    submission after the worker starts does not wait for it."""
+    if fork_server().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def heartbeat_path(data_dir: Path) -> Path:
