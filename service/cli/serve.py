@@ -106,6 +106,12 @@ def serve(
     except ValueError as exc:
         fail(f"settings: {exc}")
     configure_logging(settings.log_level)
+    import gc
+
+    # the app's start-up objects (pandas, pyarrow, SQLAlchemy, FastAPI) live as long as
+    # the process: keep them out of the collector's full passes, whose pauses under load
+    # were the longest waits in benchmarks/bench_load.py
+    gc.freeze()
     supervisor = None
     if settings.worker_embedded:
         from service.worker.supervise import Supervisor
