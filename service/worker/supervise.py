@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from service.logs import log
+from service.processes import pid_alive
 
 __all__ = [
     "ChildDied",
@@ -84,23 +85,13 @@ def _watch_worker(worker: int) -> None:
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(worker):
+            while pid_alive(worker):
                 time.sleep(0.5)
         os._exit(1)
 
-    if fd is None and not _alive(worker):
+    if fd is None and not pid_alive(worker):
         os._exit(1)
     threading.Thread(target=watch, name="watch-worker", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _child(
