@@ -43,9 +43,12 @@ def _hashed(tmp: Path, name: str, table: pa.Table, spec_path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     source, out = tmp / f"{name}.csv", tmp / f"{name}.parquet"
+    rows = tmp / f"{name}.rows.parquet"
     pacsv.write_csv(table, source)
-    hash_file(load_spec(spec_path), KEY, source, out)
-    return pq.read_table(out)
+    hash_file(load_spec(spec_path), KEY, source, out, row_map_path=rows)
+    # the upload file carries no row_ref; the partner's local row map says which input
+    # row each hashed row came from (linkage ignores the extra column)
+    return pq.read_table(out).append_column("row_ref", pq.read_table(rows).column("row_ref"))
 
 
 def test_febrl4_hashed_f1_and_overlap(tmp_path: Path) -> None:
