@@ -152,3 +152,33 @@ def _wait_for(check: object, timeout: float, cluster: SparkCluster, what: str) -
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}:\n{cluster.log_tail()}")
         time.sleep(0.3)
+
+
+def shut_down_local_jvm() -> None:
+    """End the Py4J gateway JVM this test process launched for a local Spark session.
+
+    ``SparkSession.stop()`` stops the context but keeps the JVM for the process's life.
+    A child forked later would inherit the gateway and talk to this process's JVM over a
+    copied socket, and tests that check for leftover children would see it, so tests that
+    start Spark in-process shut it down when they are done."""
+    import sys
+
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None:
+        active.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    finally:
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -24,6 +24,7 @@ from linkage.match.backend import describe_failure
 from linkage.spec import Spec
 from linkage.synthetic import generate_partners
 from tests.conftest import FUZZ_EXAMPLES, in_ci
+from tests.spark_standalone import shut_down_local_jvm
 
 
 def _overlaps(records) -> dict[tuple[str, str], int]:  # type: ignore[no-untyped-def]
@@ -69,6 +70,7 @@ def test_duckdb_and_spark_give_the_same_overlap_counts(spec: Spec) -> None:
         assert "tok3n" not in reason and "9f8e7d" not in reason
     finally:
         spark_backend.close()
+        shut_down_local_jvm()  # no JVM left behind for later tests' forked children
     print("duckdb", duck, "\nspark ", spark)
     assert spark == duck == again
     leftover = Path(tempfile.gettempdir()) / "pprl-scratch"

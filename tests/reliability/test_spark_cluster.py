@@ -11,7 +11,7 @@ predicts with the model the DuckDB run trained: what must agree is the backend's
 from __future__ import annotations
 
 import functools
-import multiprocessing
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -28,7 +28,12 @@ from service.worker.loop import Worker
 from service.worker.spark import stop_worker_spark
 from tests.conftest import EXAMPLE_SPEC, in_ci
 from tests.service_fixtures import Service
-from tests.spark_standalone import SparkCluster, java_available, start_cluster
+from tests.spark_standalone import (
+    SparkCluster,
+    java_available,
+    shut_down_local_jvm,
+    start_cluster,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -39,6 +44,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
         if in_ci():
             pytest.fail("Java is needed for the Spark cluster test")
         pytest.skip("no Java")
+    # a JVM another test left in this process would be inherited by the forked run
+    # children below and used instead of their own
+    shut_down_local_jvm()
     # the driver (this process) must bind to loopback too
     previous = os.environ.get("SPARK_LOCAL_IP")
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
@@ -61,10 +69,27 @@ def _run(s: Service, worker: Worker) -> dict[str, Any]:
     run_id = r.json()["id"]
     assert worker.run_once() == run_id
     state = s.http.get(f"/v1/projects/{s.project_id}/runs/{run_id}", headers=analyst).json()
-    assert state["status"] == "done", state
+    assert state["status"] == "done", (state.get("message"), state)
     released = s.http.get(f"/v1/projects/{s.project_id}/runs/{run_id}/results", headers=analyst)
     assert released.status_code == 200, released.text
     return dict(released.json())
+
+
+_MODEL_FILE = "test-one-model.json"
+
+
+def _compute_with_one_model(settings: Settings, *args: Any) -> Any:
+    """The worker's run, in its child, predicting with the model the test trained."""
+    from service.worker import enclave, loop
+
+    model = json.loads((settings.data_dir / _MODEL_FILE).read_text())
+
+    @functools.wraps(link)
+    def link_with_one_model(*a: Any, **kw: Any) -> Any:
+        return link(*a, model=model, **kw)
+
+    enclave.link = link_with_one_model  # type: ignore[assignment]  # this child only
+    return loop._compute(settings, *args)
 
 
 def _files(root: Path) -> list[str]:
@@ -86,18 +111,13 @@ def test_two_service_runs_on_a_standalone_cluster_release_what_duckdb_releases(
         assert r.status_code in (201, 202), r.text  # 202: the enclave validates it first
 
     # one model, trained here on the same extracts, for every run of both backends. The
-    # worker computes each run in a child of its fork server, a fresh interpreter that
-    # would not see this patch: here, and only here, children are forked from this process
+    # worker computes each run in a child of its fork server, a fresh interpreter, so the
+    # child's function (by reference: this module's) reads the model from the data dir
     spec = load_spec(EXAMPLE_SPEC)
-    monkeypatch.setattr("service.worker.supervise._CONTEXT", multiprocessing.get_context("fork"))
     extracts = {p: pq.read_table(hashed_extracts[p]) for p in ("housing", "police")}
     model = link(extracts, spec).model
-
-    @functools.wraps(link)
-    def link_with_one_model(*args: Any, **kwargs: Any) -> Any:
-        return link(*args, model=model, **kwargs)
-
-    monkeypatch.setattr("service.worker.enclave.link", link_with_one_model)
+    (s.settings.data_dir / _MODEL_FILE).write_text(json.dumps(model))
+    monkeypatch.setattr("service.worker.loop._compute", _compute_with_one_model)
     duck = _run(s, Worker(s.settings))
 
     scratch = tmp_path / "spark-scratch"
