@@ -301,6 +301,7 @@ def _boundaries(state: AppState) -> Any:
 
 _CHARTS: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 _CHARTS_LOCK = threading.Lock()
+_DRAW_LOCK = threading.Lock()
 
 
 def _chart_bytes(
@@ -312,14 +313,18 @@ def _chart_bytes(
         if key in _CHARTS:
             _CHARTS.move_to_end(key)
             return _CHARTS[key]
-    if name.startswith("map-"):
-        if name not in dict(_maps(state, released)):
-            raise ChartError(f"no chart called {name!r} for this release")
-        _, attr, cohort = name.split("-", 2)
-        figure = choropleth(released, _boundaries(state), attr, cohort)
-    else:
-        figure = chart(released, name)
-    data = render(figure, fmt)
+    # one chart drawn at a time: the browser asks for a page's charts all at once, and
+    # matplotlib's first import and its global rc settings (render's rc_context) are not
+    # safe across threads (concurrent first draws hung the page's images now and then)
+    with _DRAW_LOCK:
+        if name.startswith("map-"):
+            if name not in dict(_maps(state, released)):
+                raise ChartError(f"no chart called {name!r} for this release")
+            _, attr, cohort = name.split("-", 2)
+            figure = choropleth(released, _boundaries(state), attr, cohort)
+        else:
+            figure = chart(released, name)
+        data = render(figure, fmt)
     with _CHARTS_LOCK:
         _CHARTS[key] = data
         while len(_CHARTS) > 64:

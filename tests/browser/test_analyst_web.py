@@ -129,9 +129,18 @@ def test_analyst_opens_a_run_sees_charts_and_downloads_tables(
     page.wait_for_selector("#run-title")
     run_id = page.inner_text("#run-id")
     assert run_id == demo.released["run_id"]
-    # every chart image loaded (scrolled into view so lazy ones load too)
+    # every chart image loaded: lazy images load only near the viewport, and scrolling to
+    # the bottom skips the middle of a long page, so ask for all of them now
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    _until(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", 90)
+    try:
+        _until(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", 90)
+    except AssertionError:
+        missing = page.evaluate(
+            "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
+            ".map(i => i.getAttribute('src'))"
+        )
+        raise AssertionError(f"chart images not loaded: {missing}") from None
     widths = page.eval_on_selector_all("figure.chart img", "els => els.map(e => e.naturalWidth)")
     assert len(widths) >= 8 and min(widths) > 400
     page.evaluate("window.scrollTo(0, 0)")
