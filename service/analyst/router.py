@@ -317,6 +317,9 @@ def _chart_bytes(
     # matplotlib's first import and its global rc settings (render's rc_context) are not
     # safe across threads (concurrent first draws hung the page's images now and then)
     with _DRAW_LOCK:
+        with _CHARTS_LOCK:  # drawn while this request waited for its turn?
+            if key in _CHARTS:
+                return _CHARTS[key]
         if name.startswith("map-"):
             if name not in dict(_maps(state, released)):
                 raise ChartError(f"no chart called {name!r} for this release")

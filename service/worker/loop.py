@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from service.audit import Actor
 from service.crypto import load_enclave_private_key
@@ -35,10 +34,6 @@ from service.worker.state import EnclaveState, prune_states, store_state
 from service.worker.supervise import run_limited, warm_fork_server
 
 __all__ = ["Worker"]
-
-
-def _private_bytes(key: X25519PrivateKey) -> bytes:
-    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
 def _compute(
@@ -97,7 +92,7 @@ class Worker:
             # in a child process this worker can kill: a wall-clock limit per run, and no
             # orphaned computation if this worker dies
             released, epsilon, state = run_limited(
-                _compute, self.settings, _private_bytes(self.key), claim, progress=progress,
+                _compute, self.settings, self.key.private_bytes_raw(), claim, progress=progress,
                 url=self.settings.url, limit_seconds=self.settings.run_time_limit_seconds,
             )  # fmt: skip
             # the next state is on disk before the release commits; the old one goes after

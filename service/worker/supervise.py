@@ -207,10 +207,10 @@ def fork_server() -> Any:
 def warm_fork_server() -> None:
     """Start the fork server now (its preload takes about a second), so a partner's first
     submission after the worker starts does not wait for it."""
-    if fork_server().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+    fork_server()  # sets the preload before the server starts
+    forkserver.ensure_running()
 
 
 def heartbeat_path(data_dir: Path) -> Path:
