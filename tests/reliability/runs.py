@@ -38,3 +38,12 @@ def run_state(s: Service, run_id: str) -> Run:
         assert run is not None
         session.expunge(run)
         return run
+
+
+def queue_big_run(s: Service, tmp: Path, people: int = 30_000) -> str:
+    """Upload :func:`big_extracts` for every partner and queue a run; returns its id."""
+    for name, data in big_extracts(tmp, people).items():
+        assert s.upload(s.tokens[name], data).status_code == 202
+    analyst = s.as_(s.tokens["analyst"])
+    run_id: str = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
+    return run_id

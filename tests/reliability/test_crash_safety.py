@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from service.db.models import AuditEvent, Result, Submission
 from service.tlscert import make_local_tls
 from tests.live_server import free_port, service_env, start_server
-from tests.reliability.runs import big_extracts, run_state
+from tests.reliability.runs import queue_big_run, run_state
 from tests.service_fixtures import Service
 
 
@@ -33,10 +33,8 @@ def test_worker_killed_mid_run_completes_exactly_once(
     project_service: Service, tmp_path: Path
 ) -> None:
     s = project_service
-    for name, data in big_extracts(tmp_path, 30_000).items():
-        assert s.upload(s.tokens[name], data).status_code == 202
+    run_id = queue_big_run(s, tmp_path)
     analyst = s.as_(s.tokens["analyst"])
-    run_id = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
     env = _env(s, PPRL_RUN_LEASE_SECONDS="3")
     first = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "worker"],

@@ -30,7 +30,7 @@ from service.db.models import AuditEvent, Result
 from service.tlscert import make_local_tls
 from service.worker.supervise import ChildDied, run_limited
 from tests.live_server import free_port, service_env, start_server
-from tests.reliability.runs import big_extracts, run_state
+from tests.reliability.runs import queue_big_run, run_state
 from tests.service_fixtures import Service
 
 
@@ -111,10 +111,8 @@ def test_kill_9_of_the_embedded_worker_mid_run_and_the_run_completes_once(
     project_service: Service, tmp_path: Path
 ) -> None:
     s = project_service
-    for name, data in big_extracts(tmp_path, 30_000).items():
-        assert s.upload(s.tokens[name], data).status_code == 202
+    run_id = queue_big_run(s, tmp_path)
     analyst = s.as_(s.tokens["analyst"])
-    run_id = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
     tls = make_local_tls(tmp_path / "tls")
     env = service_env(s.settings, PPRL_WORKER_EMBEDDED="true", PPRL_WORKER_POLL_SECONDS="0.2",
                       PPRL_RUN_LEASE_SECONDS="3")  # fmt: skip
@@ -221,10 +219,7 @@ def test_a_server_killed_mid_run_takes_its_worker_and_computation_with_it(
     project_service: Service, tmp_path: Path
 ) -> None:
     s = project_service
-    for name, data in big_extracts(tmp_path, 30_000).items():
-        assert s.upload(s.tokens[name], data).status_code == 202
-    analyst = s.as_(s.tokens["analyst"])
-    run_id = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst).json()["id"]
+    run_id = queue_big_run(s, tmp_path)
     tls = make_local_tls(tmp_path / "tls")
     env = service_env(s.settings, PPRL_WORKER_EMBEDDED="true", PPRL_WORKER_POLL_SECONDS="0.2")
     server = start_server(env, tls, free_port(), log=tmp_path / "server.log")
