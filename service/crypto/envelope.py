@@ -85,7 +85,7 @@ def format_fingerprint(fingerprint: str) -> str:
 def normalise_fingerprint(text: str) -> str:
     """Accept a fingerprint with spaces, colons or upper case; return 64 hex digits."""
     value = re.sub(r"[\s:]", "", text).lower().removeprefix("sha256")
-    if not _HEX64.match(value):
+    if not _HEX64.fullmatch(value):
         raise EnvelopeError(
             "an enclave fingerprint is 64 hex digits (spaces and colons allowed); "
             f"got {len(value)} characters"
@@ -165,7 +165,7 @@ class Envelope:
             )
         values = _fields(cls, data, "the envelope")
         for name in ("sealed_sha256", "payload_sha256", "enclave_key_fingerprint"):
-            if not _HEX64.match(values[name]):
+            if not _HEX64.fullmatch(values[name]):
                 raise EnvelopeError(f"the envelope's {name} is not 64 hex digits")
         for name in ("rows", "rows_rejected", "sealed_bytes"):
             if values[name] < 0:

@@ -27,7 +27,7 @@ def grant_app_role(url: str, role: str, *, password: str | None = None) -> list[
     """Create ``role`` (LOGIN, no other attributes) if absent and give it exactly the row
     rights the service needs; returns the tables granted. Refuses a role that owns tables.
     """
-    if not _ROLE.match(role):
+    if not _ROLE.fullmatch(role):
         raise ValueError(f"--app-role {role!r}: use lower-case letters, digits and _ only")
     if not url.startswith("postgresql"):
         raise ValueError("--app-role applies to PostgreSQL only (SQLite has no roles)")

@@ -33,12 +33,12 @@ def check_period(value: str | None, scheme: str | None) -> str | None:
         return None
     if scheme in SCHEMES:
         pattern, words = SCHEMES[scheme]
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):  # not match: "$" also matches before a final newline
             raise PeriodError(
                 f"period {value[:40]!r} is not {words}: this project's periods are {scheme}"
             )
         return value
-    if not _ANY.match(value):
+    if not _ANY.fullmatch(value):
         raise PeriodError(
             f"period {value[:40]!r} is not a label of up to 20 letters, digits, '.', '_' or '-'"
         )

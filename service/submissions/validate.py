@@ -363,9 +363,9 @@ def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
                     assert allowed is not None
                     bad_values = [v for v in distinct if v not in allowed]
                 elif kind == "district":
-                    bad_values = [v for v in distinct if not _DISTRICT.match(v)]
+                    bad_values = [v for v in distinct if not _DISTRICT.fullmatch(v)]
                 elif kind == "sector":
-                    bad_values = [v for v in distinct if not _SECTOR.match(v)]
+                    bad_values = [v for v in distinct if not _SECTOR.fullmatch(v)]
                 else:
                     bad_values = [v for v in distinct if len(v) > 4]
                 if bad_values:

@@ -121,7 +121,7 @@ def _versions(directory: Path, project_id: str) -> list[int]:
         return []
     found = []
     for path in directory.iterdir():
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         if match and match["project"] == project_id:
             found.append(int(match["version"]))
     return sorted(found)

@@ -11,10 +11,10 @@ from service.submissions.periods import PeriodError, check_period, label, period
 @pytest.mark.parametrize(
     ("scheme", "good", "bad"),
     [
-        ("quarterly", ["2026-Q1", "1999-Q4"], ["2026-Q5", "2026Q1", "26-Q1", "2026-q1"]),
-        ("monthly", ["2026-01", "2026-12"], ["2026-13", "2026-1", "2026-00"]),
-        ("yearly", ["2026"], ["26", "2026-Q1"]),
-        (None, ["2026-Q1", "wave_3", "a.b-c"], ["-x", "two words", "x" * 21, "é"]),
+        ("quarterly", ["2026-Q1", "1999-Q4"], ["2026-Q5", "2026Q1", "26-Q1", "2026-q1", "2026-Q1\n"]),
+        ("monthly", ["2026-01", "2026-12"], ["2026-13", "2026-1", "2026-00", "2026-01\n"]),
+        ("yearly", ["2026"], ["26", "2026-Q1", "2026\n"]),
+        (None, ["2026-Q1", "wave_3", "a.b-c"], ["-x", "two words", "x" * 21, "é", "wave_3\n"]),
     ],
 )
 def test_labels_follow_the_projects_scheme(

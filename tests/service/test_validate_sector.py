@@ -52,3 +52,6 @@ def test_sectors_pass_and_anything_finer_is_refused(spec: Spec, tmp_path: Path) 
     with pytest.raises(ExtractRejected, match="a_sector") as caught:
         check_extract(_with_sector(hashed, ["LS2 7EW", "LS1 1", "LS10 2"]), sectors, None)
     assert "LS2 7EW" not in str(caught.value)  # messages never quote a value
+    # a hostile partner's area with a trailing newline ("$" alone would let it through)
+    with pytest.raises(ExtractRejected, match="a_sector"):
+        check_extract(_with_sector(hashed, ["LS2 7\n", "LS1 1", "LS10 2"]), sectors, None)
