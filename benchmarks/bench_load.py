@@ -11,6 +11,10 @@ results and audit endpoints serve real data. Reads alternate between a run's res
   answered, with no pause. This measures the most the server takes (requests/s); its
   latency is mostly queueing (by Little's law, 50 clients / throughput), so on two
   shared cores a p99 of 100 ms would need some 700 requests/s, load generator included.
+- the same closed loop from autocannon (Node, ``benchmarks/loadgen``, installed with npm
+  on first use): Python threads cost the shared cores about 1 ms per request, so the
+  Python loop measures the load generator as much as the server; autocannon costs a
+  fraction of that, which leaves the cores to the server as separate client machines would.
 - open loop (``--rate``): the same 50 clients send on a fixed schedule, ``--rate``
   requests/s in all, and latency counts from the scheduled time (a late send counts as
   waiting). This is the latency a caller sees at that load.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -126,6 +131,30 @@ def read_load(
             "client_cpu_ms_per_request": client_cpu * 1000 / len(results)}  # fmt: skip
 
 
+LOADGEN = Path(__file__).resolve().parent / "loadgen"
+
+
+def autocannon_load(
+    url: str, ca: Path, requests: list[tuple[str, str]], clients: int, amount: int
+) -> dict[str, Any] | None:
+    """The closed loop from autocannon, cycling through ``requests``; None without Node."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    if not (LOADGEN / "node_modules" / "autocannon").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=LOADGEN,
+                       check=True)  # fmt: skip
+    config = {"url": url, "connections": clients, "amount": amount, "requests": requests}
+    done = subprocess.run(
+        ["node", "run.mjs", json.dumps(config)], cwd=LOADGEN, capture_output=True, text=True,
+        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(ca)}, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -172,6 +201,21 @@ def main() -> None:
                 f"{reads['server_cpu_ms_per_request']:.2f} ms, load generator "
                 f"{reads['client_cpu_ms_per_request']:.2f} ms; load average {reads['loadavg']}"
             )
+            mixed = [mix[0], mix[1]]  # each connection alternates results and audit reads
+            autocannon_load(demo.url, ca, mixed, args.clients, args.clients * 4)  # warm up
+            with PeakRss(demo.server.pid) as rss:
+                fast = autocannon_load(demo.url, ca, mixed, args.clients, args.requests * 2)
+            if fast is not None:
+                fast["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / fast["requests"]
+                fast["loadavg"] = _loadavg()
+                reads["autocannon"] = fast
+                print(
+                    f"reads, closed loop from autocannon: {fast['requests']} requests from "
+                    f"{args.clients} clients in {fast['seconds']:.1f} s ({fast['rps']:.0f}/s): "
+                    f"p50 {fast['p50_ms']:.0f} ms, p99 {fast['p99_ms']:.0f} ms, errors "
+                    f"{fast['errors']}, server CPU {fast['server_cpu_ms_per_request']:.2f} ms "
+                    f"per request; load average {fast['loadavg']}"
+                )
             if args.rate:
                 with PeakRss(demo.server.pid) as rss:
                     paced = read_load(demo.url, ca, requests, args.clients, rate=args.rate)

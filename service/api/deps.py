@@ -39,7 +39,7 @@ from service.auth import recent as recent_tokens
 from service.auth.principals import authenticate_until
 from service.auth.tokens import digest
 from service.db import Database
-from service.db.models import Project
+from service.db.models import Project, Run
 from service.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
 from service.settings import Settings
 
@@ -90,6 +90,11 @@ class AppState:
     event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
     # valid tokens checked in the last second (see service.auth.recent for why that is safe)
     recent: recent_tokens.RecentTokens = field(default_factory=recent_tokens.RecentTokens)
+    # (caller, project, run) found allowed to read that run's release, with the run and
+    # release, in the last second, on the same terms as the tokens
+    read_grants: recent_tokens.RecentGrants[tuple[str, str, str], tuple[Run, Release]] = field(
+        default_factory=recent_tokens.RecentGrants
+    )
     checking: dict[str, asyncio.Future[None]] = field(
         default_factory=dict
     )  # token checks under way

@@ -11,19 +11,25 @@ at most :data:`HOLD_SECONDS`, never past its own expiry. Why that is acceptable:
   time it takes a person to revoke a token and tell anyone it is done;
 - only tokens that were valid are remembered (keyed by their SHA-256, as stored), so a
   flood of bad tokens neither fills this memory nor skips a single check or audit event.
+
+:class:`RecentGrants` holds, on the same terms, what a caller was just found allowed to
+read (a run's release, for the caller who may read it): the grant holds for a second
+and any revocation here forgets it with the tokens.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from service.api.cache import Lru
 from service.auth.principals import Authenticated
 
-__all__ = ["HOLD_SECONDS", "RecentTokens", "forget_all", "generation"]
+__all__ = ["HOLD_SECONDS", "RecentGrants", "RecentTokens", "forget_all", "generation"]
 
 HOLD_SECONDS = 1.0
 
@@ -78,3 +84,38 @@ class RecentTokens:
         ``since`` (not at all if a token was revoked or rotated here meanwhile)."""
         if since == _generation:
             self._entries.put(token_digest, _Entry(who, expires_at, time.monotonic(), since))
+
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True)
+class _Grant(Generic[_V]):
+    value: _V
+    checked: float
+    generation: int
+
+
+class RecentGrants(Generic[_K, _V]):
+    """Checks that succeeded in the last second, by what was checked (e.g. caller,
+    project, run), with what the check found."""
+
+    def __init__(self, hold_seconds: float = HOLD_SECONDS, size: int = 1024) -> None:
+        self._hold = hold_seconds
+        self._entries: Lru[_K, _Grant[_V]] = Lru(size)
+
+    def get(self, key: _K) -> _V | None:
+        """What the check of ``key`` found, if it succeeded within the hold and nothing
+        was revoked here since; else None (check again)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != _generation:
+            return None
+        if time.monotonic() - entry.checked > self._hold:
+            return None
+        return entry.value
+
+    def put(self, key: _K, value: _V, since: int) -> None:
+        """Remember a check that began at :func:`generation` ``since`` and succeeded."""
+        if since == _generation:
+            self._entries.put(key, _Grant(value, time.monotonic(), since))

@@ -10,58 +10,12 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from service.cli._app import app, err, fail, out
 
-
-def timed_h11_protocol(header_timeout: float) -> type[Any]:
-    """uvicorn's h11 protocol, closing connections that do not finish their request line
-    and headers within ``header_timeout`` seconds of starting them (uvicorn arms no timer
-    before the first complete request: idle or trickling connections stayed open)."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class TimedH11Protocol(H11Protocol):
-        _header_timer: Any = None
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm_header_timer()
-
-        def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout, self._header_expired)
-
-        def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is h11.IDLE:
-                self._arm_header_timer()  # not extended by each trickled byte
-            else:
-                self._disarm_header_timer()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._disarm_header_timer()  # idle between requests: the keep-alive timer's job
-
-        def _header_expired(self) -> None:
-            self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                # abort, not close: a TLS close waits for the peer, which is the problem
-                self.transport.abort()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
-            super().connection_lost(exc)
-
-    return TimedH11Protocol
+_MAX_HEADER_BYTES = 64 * 1024  # request line + headers
 
 
 def is_loopback(host: str) -> bool:
@@ -85,6 +39,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.cli.http_protocol import guarded_protocol
     from service.crypto import KeyFileError
     from service.logs import configure_logging
     from service.settings import Settings
@@ -137,10 +92,9 @@ def serve(
             log_level="warning",
             server_header=False,
             timeout_graceful_shutdown=5,
-            http=timed_h11_protocol(settings.header_timeout_seconds),
+            http=guarded_protocol(settings.header_timeout_seconds, _MAX_HEADER_BYTES),
             limit_concurrency=settings.max_connections,  # beyond it: 503, not exhaustion
             timeout_keep_alive=max(int(settings.header_timeout_seconds), 1),
-            h11_max_incomplete_event_size=64 * 1024,  # request line + headers
         )
     finally:
         if supervisor is not None:

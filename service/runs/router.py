@@ -19,7 +19,7 @@ from service.api.deps import (
     member_project,
     member_project_id,
 )
-from service.auth import Authenticated, find_project
+from service.auth import Authenticated, find_project, recent
 from service.db.models import Project, Run
 from service.errors import Forbidden, NotFound, ServiceError, error_responses
 from service.projects.service import project_rules
@@ -102,7 +102,13 @@ async def get_results(
     304 and no body, and is audited too. Either answer is sent only once its
     ``results.read`` event is committed.
     """
-    run, release = await in_db_slot(state, _release, state, caller, project_id, run_id)
+    grant = (caller.id, project_id, run_id)
+    found = state.read_grants.get(grant)
+    if found is None:  # checked in the database at most once a second per caller and run
+        since = recent.generation()
+        found = await in_db_slot(state, _release, state, caller, project_id, run_id)
+        state.read_grants.put(grant, found, since)
+    run, release = found
     held = release.etag in request.headers.get("if-none-match", "")
     await audit_writer(state).record(
         **service.read_event(run, release, by=caller.actor, not_modified=held)

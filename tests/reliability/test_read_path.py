@@ -251,3 +251,31 @@ def test_when_a_remembered_token_expires_one_check_serves_the_waiting_requests(
     # a failed check is not shared: every request checks (and is refused, audited) itself
     outcomes = asyncio.run(many(refused))
     assert all(isinstance(o, Unauthorized) for o in outcomes) and len(checks) == 20
+
+
+def test_a_read_grant_lasts_its_hold_and_no_longer(project_service: Service) -> None:
+    """A release read is checked in the database at most once per hold per caller and
+    run; a membership ended in the database (as another process would) ends the reads
+    within the hold, and every read, remembered or not, is audited."""
+    from service.auth.recent import RecentGrants
+    from service.db.models import ProjectMember
+
+    s = project_service
+    state = _state(s)
+    state.read_grants = RecentGrants(hold_seconds=0.5)
+    path, _sha = _finished_run(s)
+    analyst = s.as_(s.tokens["analyst"])
+    before = len(_reads(s))
+    assert [s.http.get(path, headers=analyst).status_code for _ in range(3)] == [200] * 3
+    assert len(_reads(s)) == before + 3
+    with state.db.transaction() as session:
+        analyst_id = session.execute(
+            select(Principal.id).where(Principal.name == "analyst")
+        ).scalar_one()
+        session.execute(
+            ProjectMember.__table__.delete().where(ProjectMember.principal_id == analyst_id)
+        )
+    time.sleep(0.6)
+    refused = s.http.get(path, headers=analyst)
+    assert refused.status_code == 404, refused.text
+    assert len(_reads(s)) == before + 3

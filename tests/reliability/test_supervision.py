@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -190,6 +191,25 @@ def test_unfinished_headers_are_cut_off_and_connections_capped(
                 pass  # closed by the server
         # and once they are gone, the server answers again
         assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context).status_code == 200
+        # headers past the cap are refused, not buffered; a request within it still works
+        big = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context,
+                        headers={"X-Padding": "a" * 70_000})  # fmt: skip
+        assert big.status_code == 431
+        fine = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context,
+                         headers={"X-Padding": "a" * 30_000})  # fmt: skip
+        assert fine.status_code == 200
+        # a header sent in pieces and never finished is cut off by its size too
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            endless = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            endless.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+            answer = b""
+            with contextlib.suppress(OSError):
+                for _ in range(100):
+                    endless.sendall(b"a" * 4096)
+                    time.sleep(0.002)
+            with contextlib.suppress(OSError):
+                answer = endless.recv(1024)
+            assert answer.startswith(b"HTTP/1.1 431")
     finally:
         for tls_sock in sockets:
             tls_sock.close()
