@@ -273,8 +273,10 @@ def compute_release(
             "comparisons": release.comparisons,  # m/u per level: withheld by disclose
             "match_weight_histogram": release.histogram,
             "submissions": len(sources),
-            # how the linkage was done, in words (warnings, rules, passes): no counts
-            "linkage": linked.analyst_diagnostics(),
+            # no account of how the linkage went (warnings, training passes, rules kept,
+            # prior, range thresholds): each is a deterministic function of the data that
+            # one person can flip (issue 12: a value the target shared with another
+            # partner was "too common to train on" only when the target was there)
         },
     }
     return (

@@ -262,17 +262,32 @@ def test_membership_probe_and_its_failures_tell_the_worlds_apart_no_better_than_
         assert released["figures"] == expected.figures
         assert released["suppressed_reason"] == expected.suppressed_reason
         assert released["guarantee"] == expected.guarantee
-        seen[world] = {"one": one, "padded": padded, "fig": fig, "args": args}
+        seen[world] = {"one": one, "padded": padded, "fig": fig, "args": args,
+                       "released": released}  # fmt: skip
 
     # attack 5: each step ends the same way in both worlds, with a message that names
     # only the partner's own row count, and on the time quantum
     for step in ("one", "padded"):
         a, b = seen["a"][step], seen["b"][step]
         assert (a["status"], a["message"]) == (b["status"], b["message"]), (a, b)
+        # and the run as the analyst sees it says nothing else that differs
+        same = [{k: v for k, v in run.items() if not (k.endswith("_at") or k.endswith("id"))}
+                for run in (a, b)]  # fmt: skip
+        assert same[0] == same[1], same
         assert _took(a) >= QUANTUM and _took(b) >= QUANTUM
     assert (seen["a"]["one"]["status"], seen["a"]["one"]["message"]) == ("failed", MIN_ROWS)
     assert (seen["a"]["padded"]["status"], seen["a"]["padded"]["message"]) == ("done", None)
 
+    # everything else a release says is the same in both worlds: the figures are the
+    # mechanism's (checked above), and the rest must not depend on the target at all
+    # (the linkage's own account of itself, warnings and training passes, did: a value
+    # the target shared with police was "too common to train on" in world A only)
+    per_run = {"run_id", "project_id", "released_at", "figures", "suppressed",
+               "suppressed_reason"}  # fmt: skip
+    rest = [{k: v for k, v in seen[w]["released"].items() if k not in per_run} for w in "ab"]
+    assert rest[0] == rest[1]
+    assert set(rest[0]["diagnostics"]) == {"comparisons", "match_weight_histogram",
+                                           "submissions"}  # fmt: skip
     # attack 1: without the noise the probe figure read 1 vs 0 (suppressed vs 0 before)
     fig_a, fig_b = seen["a"]["fig"], seen["b"]["fig"]
     assert (fig_a.counts[PROBE], fig_b.counts[PROBE]) == (1, 0)
