@@ -18,7 +18,7 @@ import splink.comparison_library as cl
 
 from linkage.spec import IdentifierSpec, Spec, bloom_column, token_column
 
-__all__ = ["comparisons_for"]
+__all__ = ["ORIGIN", "comparisons_for", "origin_comparison"]
 
 
 def _col(ident: IdentifierSpec, variant: str) -> str:
@@ -165,3 +165,32 @@ def comparisons_for(spec: Spec, *, dice: bool = True) -> list[Any]:
         else:  # nhs_number, sex, string, id
             out.append(_graded(ident, ("exact",)))
     return out
+
+
+#: output column of :func:`origin_comparison`
+ORIGIN = "extract"
+
+
+def origin_comparison() -> cl.CustomComparison:
+    """Whether the two records come from the same partner's extract or from two.
+
+    The chance that two records are the same person differs between two records of one
+    extract (a duplicate) and one record from each of two (a link): one pooled prior is
+    too high for the first and too low for the second when the partners differ in size
+    and duplication. As a comparison with fixed m and u, Fellegi-Sunter gives each kind
+    of pair its own prior: u is the share of all pairs that lie within one extract
+    (exact, from the sizes), m the share of matching pairs that do (estimated with the
+    prior, see ``linkage.match.training``). Until then both are equal (no evidence).
+    """
+    levels: list[Any] = [
+        cll.CustomLevel("source_dataset_l = source_dataset_r").configure(
+            label_for_charts="same extract"
+        ),
+        cll.ElseLevel().configure(label_for_charts="different extracts"),
+    ]
+    same, other = (
+        level.configure(m_probability=0.5, u_probability=0.5,
+                        fix_m_probability=True, fix_u_probability=True)
+        for level in levels
+    )  # fmt: skip
+    return cl.CustomComparison([same, other], output_column_name=ORIGIN)

@@ -39,9 +39,9 @@ from linkage.match.blocking import (
     plan_blocking,
 )
 from linkage.match.clustering import cautious_clusters, connected_components
-from linkage.match.comparisons import comparisons_for
-from linkage.match.profile import profile_columns
-from linkage.match.training import DEFAULT_EM_MAX_PAIRS, train
+from linkage.match.comparisons import comparisons_for, origin_comparison
+from linkage.match.profile import PERSONAL_TYPES, mask_dominant, profile_columns
+from linkage.match.training import DEFAULT_EM_MAX_PAIRS, refine_prior, train
 from linkage.spec import Spec, attribute_column, bloom_column, token_column, token_columns
 
 __all__ = ["LINK_STRENGTH", "PERSON_LOOSE", "PERSON_STRICT", "LinkResult", "ProgressFn", "link"]
@@ -282,9 +282,18 @@ def _link(
     if backend.kind == "duckdb":
         # DuckDB draws progress bars on stdout for long queries: not among JSON logs
         api.duckdb_con.execute("SET enable_progress_bar = false")
+    diagnostics: dict[str, Any] = {"warnings": []}
+    personal = {i.name: [token_column(i.name, v) for v in i.active_variants]
+                for i in spec.identifiers if i.type in PERSONAL_TYPES}  # fmt: skip
+    masked, dominant = mask_dominant([t for _p, t in inputs], personal)
+    inputs = [(p, t) for (p, _old), t in zip(inputs, masked, strict=True)]
+    diagnostics["warnings"] += [
+        f"{name}: one value covers {share:.0%} of the records that have one; "
+        "read as missing there (a shared address or placeholder says nothing of who it is)"
+        for name, share in dominant.items()
+    ]
     sdfs = [backend.register(api, table, f"p{i}") for i, (_partner, table) in enumerate(inputs)]
     profiles = profile_columns([t for _p, t in inputs], columns)
-    diagnostics: dict[str, Any] = {"warnings": []}
     chunks = 1
     if model is None:
         rules: list[Rule] = [*spec.blocking_rules(), *_extra_rules(spec, label)]
@@ -297,7 +306,10 @@ def _link(
         settings: Any = SettingsCreator(
             link_type=link_type,
             unique_id_column_name="unique_id",
-            comparisons=comparisons_for(spec, dice=backend.kind == "duckdb"),
+            comparisons=[
+                *comparisons_for(spec, dice=backend.kind == "duckdb"),
+                *([origin_comparison()] if link_type == "link_and_dedupe" else []),
+            ],
             blocking_rules_to_generate_predictions=[as_splink_rule(r) for r in plan.rules],
             retain_intermediate_calculation_columns=False,
             retain_matching_columns=False,
@@ -340,12 +352,27 @@ def _link(
         "ORDER BY unique_id_l, unique_id_r",
         output_type="pandas",
     )
-    histogram = _histogram_sql(linker, predictions.physical_name)
-    predictions.drop_table_from_database_and_remove_from_cache()
     left = edges["unique_id_l"].to_numpy(dtype=np.int64)
     right = edges["unique_id_r"].to_numpy(dtype=np.int64)
     weight = edges["match_weight"].to_numpy(dtype=np.float64)
     del edges
+    shift = 0.0
+    if model is None:
+        # the prior checked against the model's own expected matches; the weights of
+        # the scored pairs move with it (and the saved model carries it)
+        estimated = diagnostics["training"]
+        prior = linker._settings_obj._probability_two_random_records_match
+        refined = refine_prior(weight, n_records, prior, report.rule_recall)
+        if refined != prior:
+            shift = weight_of(refined) - weight_of(prior)
+            weight = weight + shift
+            linker._settings_obj._probability_two_random_records_match = refined
+            estimated["prior"] = float(f"{refined:.2g}")
+            estimated["prior_method"] += (
+                ", then refined to the model's own expected share of matching pairs"
+            )
+    histogram = _histogram_sql(linker, predictions.physical_name, shift)
+    predictions.drop_table_from_database_and_remove_from_cache()
     if clustering == "connected_components":
         person, refused = connected_components(n_records, left, right, weight >= base_w), 0
     else:
@@ -447,11 +474,12 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def _histogram_sql(linker: Any, table: str) -> list[dict[str, Any]]:
-    """Pairs per coarse match-weight bin, counted in the backend (the counts go through
-    disclosure control later)."""
+def _histogram_sql(linker: Any, table: str, shift: float = 0.0) -> list[dict[str, Any]]:
+    """Pairs per coarse match-weight bin (weights moved by ``shift``), counted in the
+    backend (the counts go through disclosure control later)."""
     edges = [e for e in _WEIGHT_BINS if math.isfinite(e)]
-    cases = " ".join(f"WHEN match_weight < {e} THEN {i}" for i, e in enumerate(edges))
+    moved = f"(match_weight + {float(shift)!r})"
+    cases = " ".join(f"WHEN {moved} < {e} THEN {i}" for i, e in enumerate(edges))
     sql = f"SELECT CASE {cases} ELSE {len(edges)} END AS bin, count(*) AS pairs FROM {table} GROUP BY 1"
     frame = linker.misc.query_sql(sql, output_type="pandas")
     counts = {int(b): int(n) for b, n in zip(frame["bin"], frame["pairs"], strict=True)}

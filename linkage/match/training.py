@@ -17,17 +17,21 @@ Everything reported is aggregate and rounded.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+import numpy as np
+
 from linkage.match.blocking import count_pairs, sample_proportion
+from linkage.match.comparisons import ORIGIN
 from linkage.match.profile import ColumnProfile
 from linkage.spec import IdentifierSpec, Spec, token_column
 
-__all__ = ["DEFAULT_EM_MAX_PAIRS", "TrainingReport", "train"]
+__all__ = ["DEFAULT_EM_MAX_PAIRS", "TrainingReport", "refine_prior", "train"]
 
 DEFAULT_EM_MAX_PAIRS = 1_000_000
 _MAX_PASSES = 3
@@ -47,6 +51,8 @@ class TrainingReport:
     prior: float = 0.0
     prior_method: str = ""
     rule_recall: float | None = None
+    #: estimated share of matching pairs within one extract (None: one extract)
+    within_share: float | None = None
     passes: list[dict[str, Any]] = field(default_factory=list)
     untrained: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -59,6 +65,9 @@ class TrainingReport:
             "deterministic_recall": None
             if self.rule_recall is None
             else round(self.rule_recall, 2),
+            "within_extract_match_share": None
+            if self.within_share is None
+            else round(self.within_share, 2),
             "em_passes": self.passes,
             "untrained_comparisons": self.untrained,
         }
@@ -150,6 +159,79 @@ def estimate_prior(
     return min(expected / total, 0.5), method, recall
 
 
+def refine_prior(weights: np.ndarray, n_records: int, prior: float, recall: float | None) -> float:
+    """The prior checked against the model itself: the share of all pairs that the
+    model, with that prior, expects to match (the sum of the scored pairs' match
+    probabilities over all pairs) -- the expectation-maximisation update of the prior,
+    iterated to its fixed point. ``weights``: match weights of the scored pairs under
+    ``prior`` (pairs not scored count as non-matches). Kept within what the
+    deterministic rules allow: at least the pairs they found, at most those over
+    :data:`_MIN_RECALL` (``recall``: their estimated recall; None keeps ``prior``)."""
+    total = n_records * (n_records - 1) / 2
+    if recall is None or total <= 0 or len(weights) == 0 or not 0 < prior < 1:
+        return prior
+    low, high = prior * recall, min(prior * recall / _MIN_RECALL, 0.5)
+    base = math.log2(prior / (1 - prior))
+    current = prior
+    for _ in range(100):
+        shift = math.log2(current / (1 - current)) - base
+        expected = float(np.sum(1.0 / (1.0 + np.exp2(-(weights + shift))))) / total
+        updated = min(max(expected, low), high)
+        if abs(updated - current) <= 1e-6 * current:
+            return updated
+        current = updated
+    return current
+
+
+def _union(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]], link_type: str) -> int:
+    """Pairs found by at least one of ``rules`` (Splink's counter)."""
+    from splink import block_on
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    records = count_comparisons_from_blocking_rules(
+        list(sdfs) if len(sdfs) > 1 else sdfs[0],
+        blocking_rules=[block_on(*r) for r in rules],
+        link_type=link_type,  # type: ignore[arg-type]
+        record_sample_proportion=1.0,
+    )
+    return int(records[-1]["cumulative_comparison_count"])
+
+
+def within_share(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]]) -> float | None:
+    """Estimated share of matching pairs that lie within one extract: the deterministic
+    rules' pairs inside each extract over all their pairs, with half a pair added to
+    each side (an extract with no duplicate found still may have one). None without
+    rules or pairs."""
+    if not rules or len(sdfs) < 2:
+        return None
+    union = _union(sdfs, rules, "link_and_dedupe")
+    if union == 0:
+        return None
+    within = sum(_union([sdf], rules, "dedupe_only") for sdf in sdfs)
+    return (within + 0.5) / (union + 1.0)
+
+
+def set_origin(linker: Any, share: float | None, sizes: Sequence[int]) -> None:
+    """Fix the m and u of the same/different-extract comparison (see
+    ``linkage.match.comparisons.origin_comparison``); equal (no evidence) when the share
+    of matches within extracts cannot be estimated."""
+    n = sum(sizes)
+    total = n * (n - 1) / 2
+    u_same = sum(s * (s - 1) / 2 for s in sizes) / total if total else 0.5
+    m_same = u_same if share is None else share
+    for comparison in linker._settings_obj.comparisons:
+        if comparison.output_column_name != ORIGIN:
+            continue
+        same, other = [lv for lv in comparison.comparison_levels if not lv.is_null_level]
+        # both strictly inside (0, 1): one extract of one record has no pairs within
+        same.m_probability, other.m_probability = _open(m_same), _open(1 - m_same)
+        same.u_probability, other.u_probability = _open(u_same), _open(1 - u_same)
+
+
+def _open(p: float) -> float:
+    return min(max(p, 1e-9), 1 - 1e-9)
+
+
 def em_passes(
     spec: Spec, profiles: Mapping[str, ColumnProfile], label: Mapping[str, str]
 ) -> tuple[list[tuple[str, ...]], list[str]]:
@@ -229,6 +311,9 @@ def train(
     )  # fmt: skip
     linker._settings_obj._probability_two_random_records_match = prior
     report.prior, report.prior_method, report.rule_recall = prior, method, recall
+    if link_type == "link_and_dedupe" and not method.startswith("fixed"):
+        report.within_share = within_share(sdfs, deterministic_rules(spec, profiles))
+    set_origin(linker, report.within_share, sizes)
 
     try:
         linker.training.estimate_u_using_random_sampling(
@@ -294,6 +379,8 @@ def _smooth(linker: Any) -> list[str]:
                   if not lv.is_null_level and not lv._fix_m_probability]  # fmt: skip
         fixed = sum(float(lv.m_probability) for lv in comparison.comparison_levels
                     if not lv.is_null_level and lv._fix_m_probability)  # fmt: skip
+        if not levels:
+            continue  # every level fixed by design
         if any(lv._m_probability is None for lv in levels):
             untrained.append(comparison.output_column_name)
         ms = [lv.m_probability for lv in levels]
