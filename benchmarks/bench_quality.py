@@ -119,9 +119,7 @@ def score(partner: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> dict
 # -- the two methods (each runs in its own child process) ------------------------------
 
 
-def run_pprl(
-    name: str, hard_population: int, hard_seed: int, threshold: float | None, queue: Any
-) -> None:
+def run_pprl(name: str, hard_population: int, hard_seed: int, threshold: Any, queue: Any) -> None:
     from linkage.encode import hash_file
     from linkage.match import PARTNER, PERSON, link
     from linkage.spec import parse_spec
@@ -155,6 +153,7 @@ def run_pprl(
     out["connected_components"] = score(partner[order], true, cc)
     out["warnings"] = result.diagnostics.get("warnings", [])
     out["prior"] = result.diagnostics.get("training", {}).get("prior")
+    out["threshold"] = result.diagnostics["clustering"]["threshold"]
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(out)
 
@@ -261,9 +260,10 @@ def main() -> None:
     parser.add_argument("--sets", default="febrl4,febrl3,hard")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=lambda v: v if v == "balanced" else float(v),
         default=None,
-        help="pprl's match threshold (default: the spec's; plain Splink keeps 0.9)",
+        help="pprl's match threshold: a probability or 'balanced' (default: the spec's; "
+        "plain Splink keeps 0.9)",
     )
     args = parser.parse_args()
     report = {}
@@ -272,7 +272,7 @@ def main() -> None:
         plain = run_in_child(run_plain, name, args.hard_population, args.hard_seed)
         report[name] = {"pprl": ours, "plain": plain}
         print(f"{name}:")
-        print(_line("pprl (hashed, link())", ours))
+        print(_line(f"pprl (hashed, link() at {ours['threshold']:.2f})", ours))
         if "connected_components" in ours:
             print(_line("pprl, connected components", ours["connected_components"]))
         print(_line("plain Splink (clear, fuzzy)", plain))

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as _components
 
-__all__ = ["cautious_clusters", "connected_components"]
+__all__ = ["balanced_threshold", "cautious_clusters", "connected_components"]
 
 #: share of the cross pairs between two groups that must be scored pairs to merge them
 MIN_SUPPORT = 0.5
@@ -97,3 +97,24 @@ def cautious_clusters(
     nodes = np.flatnonzero(big)
     out[nodes] = n + np.fromiter((find(int(x)) for x in nodes), dtype=np.int64, count=len(nodes))
     return out, refused
+
+
+def balanced_threshold(weight: np.ndarray, low: float, high: float) -> float:
+    """The match probability at which the model expects as many false links as missed
+    ones among the scored pairs, kept within ``[low, high]``.
+
+    Linking every pair of probability ``p >= t`` makes, by the model's own account,
+    sum(1 - p) false links above ``t`` and misses sum(p) matches below it. Where the
+    two are equal the number of linked pairs is the expected number of matching pairs:
+    a count built on the links is then not biased down by the uncertain pairs a strict
+    threshold leaves out (nor up by a loose one). ``weight``: match weights (log2 odds)
+    of the scored pairs; pairs not scored count as certain non-matches.
+    """
+    if len(weight) == 0:
+        return high
+    p = np.sort(1.0 / (1.0 + np.exp2(-np.asarray(weight, dtype=np.float64))))[::-1]
+    false_links = np.cumsum(1.0 - p)  # linking the k+1 most likely pairs
+    missed = p.sum() - np.cumsum(p)  # ... leaves these matches out
+    k = int(np.searchsorted(false_links - missed, 0.0))  # first k where false >= missed
+    t = float(p[min(k, len(p) - 1)])
+    return min(max(t, low), high)

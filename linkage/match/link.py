@@ -38,7 +38,7 @@ from linkage.match.blocking import (
     as_splink_rule,
     plan_blocking,
 )
-from linkage.match.clustering import cautious_clusters, connected_components
+from linkage.match.clustering import balanced_threshold, cautious_clusters, connected_components
 from linkage.match.comparisons import comparisons_for, origin_comparison
 from linkage.match.profile import PERSONAL_TYPES, mask_dominant, profile_columns
 from linkage.match.training import DEFAULT_EM_MAX_PAIRS, refine_prior, train
@@ -200,7 +200,7 @@ def link(
     spec: Spec,
     *,
     backend: Backend | None = None,
-    threshold: float | None = None,
+    threshold: float | Literal["balanced"] | None = None,
     on_progress: ProgressFn | None = None,
     seed: int = 42,
     model: dict[str, Any] | None = None,
@@ -221,6 +221,11 @@ def link(
     ``predict_chunks``: score the blocked pairs in this many passes (default: enough
     passes of at most :data:`PREDICT_CHUNK_PAIRS` pairs each, as the blocking plan
     counted them; one pass when a ``model`` is given).
+    ``threshold``: the match probability to link at (default: the spec's); or
+    ``"balanced"``: the probability at which the model expects as many false links as
+    missed ones (see ``linkage.match.clustering.balanced_threshold``), at least 0.5
+    and at most the spec's threshold, so that counts of people are not biased down by
+    the uncertain pairs a strict threshold leaves unlinked.
 
     A linkage with records but no matching pairs gives every record its own person.
     """
@@ -235,7 +240,7 @@ def _link(
     extracts: Mapping[str, pa.Table],
     spec: Spec,
     backend: Backend,
-    threshold: float | None,
+    threshold: float | Literal["balanced"] | None,
     on_progress: ProgressFn | None,
     seed: int,
     model: dict[str, Any] | None,
@@ -247,7 +252,9 @@ def _link(
 ) -> LinkResult:
     from splink import Linker, SettingsCreator
 
-    threshold = spec.matching.threshold if threshold is None else threshold
+    balanced = threshold == "balanced"
+    threshold = spec.matching.threshold if threshold is None or balanced else threshold
+    assert not isinstance(threshold, str)
     progress = on_progress or (lambda _stage, _done: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -333,7 +340,8 @@ def _link(
 
     # scored at a looser threshold than the one linked at: the range of the released
     # figures (uncertainty) and the support for merges both need the weaker pairs
-    base_w = weight_of(threshold)
+    # (balanced: the threshold lies between 0.5 and the spec's; score for the lowest)
+    base_w = 0.0 if balanced else weight_of(threshold)
     strict_w, loose_w = base_w + UNCERTAINTY_BITS, base_w - UNCERTAINTY_BITS
     t0 = time.perf_counter()
     predictions = linker.inference.predict(
@@ -373,6 +381,13 @@ def _link(
             )
     histogram = _histogram_sql(linker, predictions.physical_name, shift)
     predictions.drop_table_from_database_and_remove_from_cache()
+    if balanced:
+        threshold = balanced_threshold(weight, 0.5, threshold)
+        base_w = weight_of(threshold)
+        strict_w, loose_w = base_w + UNCERTAINTY_BITS, base_w - UNCERTAINTY_BITS
+        # support and range from the pairs at the looser threshold, as otherwise
+        keep = weight >= loose_w
+        left, right, weight = left[keep], right[keep], weight[keep]
     if clustering == "connected_components":
         person, refused = connected_components(n_records, left, right, weight >= base_w), 0
     else:
@@ -392,7 +407,9 @@ def _link(
     diagnostics["clustering"] = {
         "method": "strongest links first; groups merge only with support from half "
                   "their cross pairs (plain connected components for the range)",
-        "threshold": threshold,
+        "threshold": round(threshold, 4),
+        "threshold_method": "balanced: as many false links as missed ones expected, "
+                            "within 0.5 and the spec's" if balanced else "given",
         "range_thresholds": [round(probability_of(strict_w), 4), round(probability_of(loose_w), 4)],
         "merges_refused": int(round(refused, -1)),
     }  # fmt: skip

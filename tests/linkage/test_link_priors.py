@@ -8,6 +8,7 @@ import pytest
 
 from linkage.encode import Encoder
 from linkage.match import PARTNER, PERSON, link
+from linkage.match.clustering import balanced_threshold
 from linkage.match.profile import mask_dominant
 from linkage.match.training import refine_prior
 from linkage.spec import load_spec
@@ -135,3 +136,36 @@ def test_linkage_reports_the_refined_prior_and_reuses_it() -> None:
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     pairs = set(zip(a.tolist(), b.tolist(), strict=True))
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_balanced_threshold_equates_expected_false_and_missed_links() -> None:
+    # 10 sure pairs, 10 at even odds, 10 at 0.2: linking the sure and all the even
+    # ones expects 5 false links and 2 missed matches, linking only the sure ones 0 and
+    # 7: the balance falls among the even pairs
+    weights = np.array([30.0] * 10 + [0.0] * 10 + [-2.0] * 10)
+    assert balanced_threshold(weights, 0.0, 1.0) == pytest.approx(0.5)
+    # never below ``low``, never above ``high``
+    assert balanced_threshold(weights, 0.6, 0.9) == 0.6
+    assert balanced_threshold(np.array([30.0] * 10), 0.5, 0.9) == 0.9
+    assert balanced_threshold(np.array([]), 0.5, 0.9) == 0.9
+    # many uncertain pairs at 0.8: their expected misses outweigh their false links,
+    # so they are linked
+    unsure = np.array([2.0] * 100)  # p = 0.8
+    assert balanced_threshold(unsure, 0.5, 0.9) == pytest.approx(0.8)
+
+
+def test_balanced_linkage_links_at_least_what_the_spec_threshold_links() -> None:
+    tables = generate_partners(2000, seed=9)
+    hashed, truth = _hashed(tables)
+    spec = load_spec(EXAMPLE_SPEC)
+    strict = link(hashed, spec)
+    balanced = link(hashed, spec, threshold="balanced", model=strict.model)
+    used = balanced.diagnostics["clustering"]["threshold"]
+    assert 0.5 <= used <= spec.matching.threshold
+    assert balanced.diagnostics["clustering"]["threshold_method"].startswith("balanced")
+    n_strict = len(np.unique(strict.records.column(PERSON).to_numpy()))
+    n_balanced = len(np.unique(balanced.records.column(PERSON).to_numpy()))
+    assert n_balanced <= n_strict
+    # the people it finds are close to the truth
+    people = len(np.unique(np.concatenate([truth[p] for p in sorted(truth)])))
+    assert abs(n_balanced - people) <= max(abs(n_strict - people), 0.01 * people)
