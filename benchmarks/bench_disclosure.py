@@ -85,7 +85,7 @@ def main() -> None:
     for i in range(args.secrets):
         release = disclose(fig, policy, cell_key_secret=i.to_bytes(4, "big") * 8)
         for n in released_names:
-            value = release.figures[n]
+            value = release.figures.get(n)  # None: suppressed, or left out (names)
             suppressed += value is None
             if fig.counts[n] >= 100:
                 if value is None:
@@ -93,7 +93,7 @@ def main() -> None:
                 else:
                     errors.append(abs(float(value) - fig.counts[n]) / fig.counts[n])
         for m, exact in fig.means.items():
-            shown = release.figures[m]
+            shown = release.figures.get(m)
             if shown is not None:
                 mean_errors.append(abs(float(shown) - exact))
                 if fig.counts[fig.mean_n[m]] >= 100:

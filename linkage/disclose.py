@@ -27,7 +27,10 @@ and how often to run. Every count therefore goes through, in this order:
    the total, so no hidden cell is a difference of released figures;
 4. **means** from the perturbed sum of each person's contacts (capped at
    ``contacts_bound``) over the perturbed count, shown only when that count is released
-   and its perturbed value reaches ``min_n_for_mean``.
+   and its perturbed value reaches ``min_n_for_mean``;
+5. **names**: figures of an attribute value the spec does not declare (an area only
+   the data names) appear only when that value's perturbed people count clears
+   suppression; otherwise they are left out, so no name says that someone has it.
 
 The match-weight histogram and the m/u parameters are withheld: they count pairs, not
 people, one person can move them by an unbounded amount, and neither mechanism covers
@@ -219,6 +222,9 @@ def disclose(
         n: apply_primary(v, policy) for n, v in noisy.items() if n not in fig.virtual
     }
     blocked = {n for n in fig.virtual if apply_primary(noisy[n], policy) is None}
+    unnamed = _unnamed(fig, noisy, policy)
+    for name in unnamed & set(released):
+        released[name] = None  # hidden in every relation, then left out altogether
     tag = _parameters_tag(parameters)
     public = {str(p) for p in (anchors or {}).get(_PUBLIC, []) if isinstance(p, str)}
     fixed = {n for n in released if f"{tag}|{n}" in public}
@@ -233,11 +239,33 @@ def disclose(
         ok = released.get(count_name) is not None and n >= policy.min_n_for_mean
         figures[name] = round(min(max(sums[name] / n, 0.0), float(bound)), 1) if ok else None
     public |= {f"{tag}|{n}" for n, v in released.items() if v is not None}
+    figures = {n: v for n, v in figures.items() if n not in unnamed}
     suppressed = sorted(n for n, v in figures.items() if v is None)
     reasons = {n: "primary" if n in primary or n in fig.means else "secondary" for n in suppressed}
     return Release(
         figures, suppressed, {_PUBLIC: sorted(public)}, spent, [], [], guarantee, reasons
     )
+
+
+def _unnamed(fig: Figures, noisy: Mapping[str, int], policy: DisclosurePolicy) -> set[str]:
+    """Figures of attribute values that only the data named (an area nobody declared)
+    and whose people count does not clear suppression: they are left out, names and all.
+
+    Otherwise the names alone would tell: a person known only to police, in an area
+    no one else in the data has, adds a dozen ``...area.<that area>...`` figures to the
+    release, suppressed or not. The decision reads the perturbed count of
+    ``persons.by.<attribute>.<value>.count``, so it is covered by that figure's guarantee.
+    """
+    out: set[str] = set()
+    names = [*fig.counts, *fig.means]
+    for attr, values in fig.undeclared.items():
+        for value in values:
+            gate = f"persons.by.{attr}.{value}.count"
+            if gate in noisy and apply_primary(noisy[gate], policy) is not None:
+                continue
+            part = f".{attr}.{value}."
+            out |= {n for n in names if part in f".{n}."}
+    return out
 
 
 def _secondary(

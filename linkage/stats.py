@@ -73,6 +73,9 @@ class Figures:
     extra_cells: int = 0
     #: the two-way tables (row attribute, column attribute), see :func:`crosses_of`
     crosses: list[tuple[str, str]] = field(default_factory=list)
+    #: attribute -> its values that the data named, not the spec (areas, categories
+    #: beyond the dictionary): figures exist for them only because someone has them
+    undeclared: dict[str, list[str]] = field(default_factory=dict)
 
     def cells_per_person(self) -> int:
         """The most count figures (released or virtual) one person can be in."""
@@ -246,13 +249,16 @@ def compute_figures(
     threshold = frequent_threshold or spec.statistics.frequent_threshold
     attrs = [a.name for a in spec.attributes if a.kind != "count"]
     values: dict[str, list[str]] = {}
+    undeclared: dict[str, list[str]] = {}
     for attr in spec.attributes:
         if attr.kind == "count":
             continue
         declared = list(attr.band_labels()) if attr.kind == "age_band" else list(attr.values or ())
         seen = sorted(set(people[attr.name]) - set(declared) - {UNKNOWN})
         values[attr.name] = declared + seen + [UNKNOWN]
-    fig = Figures(partners=partners, attributes=attrs, crosses=crosses_of(spec))
+        undeclared[attr.name] = seen
+    fig = Figures(partners=partners, attributes=attrs, crosses=crosses_of(spec),
+                  undeclared=undeclared)  # fmt: skip
 
     frequent = people[people["contacts"] >= threshold]
     multi = people[people["n_partners"] >= 2]

@@ -290,9 +290,12 @@ def finish_failed(db: Database, claim: Claim, worker: Actor, message: str) -> No
         run = _ours(session, claim, worker)
         if run is None:
             return
-        run.status, run.stage, run.message, run.finished_at = (
+        # progress ends at 1.0 as a release's does: how far a run got before it failed
+        # could depend on the data (issue 12, attack 5)
+        run.status, run.stage, run.progress, run.message, run.finished_at = (
             "failed",
             "failed",
+            1.0,
             message[:500],
             _now(),
         )

@@ -63,6 +63,7 @@ from tests.service_fixtures import Service
 SEEDS = 200  # enclave secrets per world in the distribution check
 QUANTUM = 1.0  # seconds: every outcome is stored on this grid (issue 12, attack 5)
 PROBE = "persons.both.housing+police"
+RARE_AREA = "YO1"
 MENU = {"frequent_thresholds": [10, 5]}
 MIN_ROWS = "the current submission of housing has fewer rows than the project's minimum of 50"
 
@@ -102,7 +103,15 @@ def extracts(
     def as_police(table: pa.Table) -> pa.Table:
         return table.select(police.column_names).cast(police.schema)
 
+    def in_area(table: pa.Table, area: str | None) -> pa.Table:
+        column = pa.array([area] * table.num_rows, table.schema.field("a_area").type)
+        return table.set_column(table.column_names.index("a_area"), "a_area", column)
+
+    # the target as housing submits it (no postcode) and as police hold them: at an
+    # address outside the council's area, a district no one else in the data has
     target, someone_else = made_up.slice(0, 1), made_up.slice(made_up.num_rows - 1, 1)
+    target_at_police = in_area(as_police(target), RARE_AREA)
+    target = in_area(target, None)
     base = police.slice(0, police.num_rows - 1)
     out = {
         # the issue's probe: the target alone, then padded to the minimum with fillers
@@ -110,7 +119,7 @@ def extracts(
         "probe": _write(pa.concat_tables([target, made_up.slice(1, 49)]), like,
                         root / "probe.parquet"),
         # the honest partner's extract in the two worlds: same size, one row different
-        "police_a": _write(pa.concat_tables([base, as_police(target)]), like,
+        "police_a": _write(pa.concat_tables([base, target_at_police]), like,
                            root / "police-a.parquet"),
         "police_b": _write(pa.concat_tables([base, as_police(someone_else)]), like,
                            root / "police-b.parquet"),
@@ -213,20 +222,23 @@ def _new_project(s: Service, name: str, **extra: Any) -> None:
 def _seed_distances(fig_a: Figures, fig_b: Figures, policy: DisclosurePolicy,
                     args: dict[str, Any]) -> dict[str, tuple[list[Any], list[Any]]]:  # fmt: skip
     """Each differing figure's released values in the two worlds, one per enclave
-    secret (the same secrets in both worlds, as an attacker comparing them would hope)."""
+    secret (the same secrets in both worlds, as an attacker comparing them would hope);
+    under ``RARE_AREA``, whether any released figure's name mentions that area."""
     names = sorted(n for n in fig_a.counts
                    if n not in fig_a.virtual and fig_a.counts[n] != fig_b.counts.get(n, 0))  # fmt: skip
     # the figures are held by _CACHE, so their ids stay theirs for the module
     cache_key = ("seeds", id(fig_a), id(fig_b))
     if cache_key not in _CACHE:
         out: dict[str, tuple[list[Any], list[Any]]] = {n: ([], []) for n in names}
+        out[RARE_AREA] = ([], [])
         for i in range(SEEDS):
             secret = i.to_bytes(4, "big") * 8
             for side, fig in enumerate((fig_a, fig_b)):
                 figures = disclose(fig, policy, cell_key_secret=secret,
                                    parameters=args["parameters"], inputs=args["inputs"]).figures  # fmt: skip
                 for n in names:
-                    out[n][side].append(figures[n])
+                    out[n][side].append(figures.get(n, "absent"))
+                out[RARE_AREA][side].append(any(f".{RARE_AREA}." in f"{n}." for n in figures))
         _CACHE[cache_key] = out
     result: dict[str, tuple[list[Any], list[Any]]] = _CACHE[cache_key]
     return result
@@ -294,11 +306,19 @@ def test_membership_probe_and_its_failures_tell_the_worlds_apart_no_better_than_
     policy: DisclosurePolicy = seen["a"]["args"]["policy"]
     eps = policy.cell_key.epsilon
     _, delta = ptable(eps, policy.cell_key.max_perturbation).bound()
-    values = _seed_distances(fig_a, fig_b, policy, seen["a"]["args"])
-    assert PROBE in values
     slack = 4 / math.sqrt(SEEDS)
+    values = dict(_seed_distances(fig_a, fig_b, policy, seen["a"]["args"]))  # a copy
+    assert PROBE in values
+    # the figure names: a district only the target has (in world A) named a dozen
+    # figures, suppressed or not, every time; now only when its noisy count clears
+    # suppression, as often as the ptable's tail allows for a count of 1
+    named_a, named_b = values.pop(RARE_AREA)
+    assert f"persons.by.area.{RARE_AREA}.count" in fig_a.counts
+    assert not any(named_b) and f"persons.by.area.{RARE_AREA}.count" not in fig_b.counts
+    assert _tv(named_a, named_b) <= _analytic(1, 0, policy)[0] + slack, sum(named_a)
+    assert sum(named_a) / SEEDS < 0.05, sum(named_a)
     for name, (in_a, in_b) in values.items():
-        a, b = fig_a.counts[name], fig_b.counts[name]
+        a, b = fig_a.counts[name], fig_b.counts.get(name, 0)  # B: nobody in that area
         tv, hockey = _analytic(a, b, policy)
         gap = abs(a - b)
         # the stated (epsilon, delta) for a difference of gap people

@@ -160,8 +160,10 @@ def test_two_way_tables_from_an_enclave_release(spec: Any) -> None:
         assert table.rows[-1][1][0].figure == f"{cohort}.by.need.{needs[0]}.count"
         total = "multi.total" if cohort == "multi" else f"{cohort}.total"
         assert table.rows[-1][1][-1].figure == total
-        assert [label for label, _ in tables[f"cross-area-need-{cohort}"].rows][:3] == [
-            "LS1", "LS2", "LS10"]  # fmt: skip
+        # LS10 (about 6 people) is named by the data only, not the spec: its figures are
+        # left out unless its noisy count clears suppression (linkage.disclose, names)
+        assert [label for label, _ in tables[f"cross-area-need-{cohort}"].rows] == [
+            "LS1", "LS2", "unknown", "all"]  # fmt: skip
     cells = [c for t in tables.values() if t.key.startswith("cross-") for _, r in t.rows for c in r]
     statuses = {c.status for c in cells}
     # (secondary suppression inside two-way tables: tests/linkage/test_disclose.py)
