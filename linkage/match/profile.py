@@ -3,7 +3,9 @@
 Blocking on, or training EM on, a column where one value covers a large share of the
 records (a shared postcode of a hostel, a placeholder date, a default id) makes pairs
 of household members or strangers, not of people. These facts decide which columns may
-be used; only rounded aggregates ever leave (as diagnostics), never a value.
+be used; only rounded aggregates ever leave (as diagnostics), never a value. Of an
+identifier that names one person (postcode, id, birth date), such a value itself is
+read as missing (:func:`mask_dominant`): it is no evidence for or against a match.
 """
 
 from __future__ import annotations

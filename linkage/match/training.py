@@ -9,7 +9,14 @@
   identifier, never on a column where one value covers many records (that trains on
   households, not people), each on a bounded sample of pairs (Splink's ``max_pairs``),
   so that every comparison is trained on at least one pass that does not block on it.
+  Passes blocked on two identifiers of the person (forename, birth date, id) come
+  first: household members share surname and address, twins a birth date, some an id,
+  but rarely two of those, so EM does not learn "same household" as "same person".
   A pass that finds no pairs is skipped; levels left untrained keep Splink's defaults.
+- After prediction the prior is refined to the model's own expected share of matching
+  pairs (:func:`refine_prior`), within the bounds the deterministic rules set.
+- For a linkage of several extracts, the share of matches within one extract (for the
+  same/different-extract comparison, see ``linkage.match.comparisons``).
 
 Everything reported is aggregate and rounded.
 """
@@ -238,10 +245,19 @@ def em_passes(
     """Diverse EM blocking passes (and warnings for candidates refused as degenerate)."""
     fore, sur = _first(spec, ("forename",)), _first(spec, ("surname",))
     dob, pc = _first(spec, ("date",)), _first(spec, ("uk_postcode", "postcode"))
-    candidates: list[tuple[str | None, ...]] = [(_col(dob, "full"),)]
-    candidates += [
-        (token_column(i.name, "exact"),) for i in spec.identifiers if i.type in ("nhs_number", "id")
+    ids = [
+        token_column(i.name, "exact") for i in spec.identifiers if i.type in ("nhs_number", "id")
     ]
+    # first, pairs that agree on two identifiers of the person (not of the household):
+    # members of one household share surname and address, twins a birth date, some an
+    # id, but rarely two of forename, birth date and id; a pass blocked on one of those
+    # alone trains on household members as if they were matches
+    personal = [_col(fore, "exact"), _col(dob, "full"), *ids]
+    candidates: list[tuple[str | None, ...]] = [
+        (a, b) for a, b in combinations(personal, 2) if a is not None and b is not None
+    ]
+    candidates.append((_col(dob, "full"),))
+    candidates += [(i,) for i in ids]
     candidates += [
         (_col(fore, "exact"), _col(sur, "exact")),
         (_col(pc, "full"),),
