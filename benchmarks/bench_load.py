@@ -47,11 +47,19 @@ from bench_upload import make_extract
 from service.demo import run_demo
 
 
+def _api_processes(pid: int) -> list[psutil.Process]:
+    """The server and its API processes (``--processes``), not the enclave worker."""
+    server = psutil.Process(pid)
+    return [server] + [child for child in server.children()
+                       if "--parent-pid" not in " ".join(child.cmdline())]  # fmt: skip
+
+
 class PeakRss:
-    """Samples a process's RSS every 50 ms; also the CPU seconds it used meanwhile."""
+    """Samples the API's RSS (its processes summed) every 50 ms; also the CPU seconds
+    they used meanwhile."""
 
     def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
+        self.procs = _api_processes(pid)
         self.peak = 0
         self.cpu_seconds = 0.0
         self._stop = threading.Event()
@@ -59,12 +67,11 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, sum(p.memory_info().rss for p in self.procs))
             time.sleep(0.05)
 
     def _cpu(self) -> float:
-        times = self.proc.cpu_times()
-        return float(times.user + times.system)
+        return sum(_cpu_seconds(p) for p in self.procs)
 
     def __enter__(self) -> PeakRss:
         self._cpu_start = self._cpu()
@@ -167,7 +174,10 @@ def main() -> None:
                         help="open loop: requests/s in all (0: closed loop only)")  # fmt: skip
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=10, help="0: reads only")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="API processes (`pprl serve --processes`)")  # fmt: skip
     args = parser.parse_args()
+    os.environ["PPRL_API_PROCESSES"] = str(args.processes)  # the demo's server reads it
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         demo = run_demo(work / "demo", people=3000, port=0, say=lambda _m: None, keep_serving=True)
@@ -185,7 +195,7 @@ def main() -> None:
             mix = [(results_path, demo.tokens["analyst"]), ("/v1/audit?limit=100", demo.dpo_token)]
             requests = [mix[i % 2] for i in range(args.requests)]
             read_load(demo.url, ca, requests[: args.clients * 4], args.clients)  # warm up
-            print(f"load average before: {_loadavg()}")
+            print(f"API processes: {args.processes}; load average before: {_loadavg()}")
             with PeakRss(demo.server.pid) as rss:
                 reads = read_load(demo.url, ca, requests, args.clients)
             reads["server_peak_mb"] = rss.peak / 2**20

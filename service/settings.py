@@ -79,7 +79,8 @@ class Settings(BaseSettings):
         "6GB", description="DuckDB memory limit; beyond it the run spills to its private dir"
     )
     linkage_spill_limit: str | None = Field(
-        None, description="DuckDB spill cap (max_temp_directory_size), e.g. 40GB; size it to the disk"
+        None,
+        description="DuckDB spill cap (max_temp_directory_size), e.g. 40GB; size it to the disk",
     )
     linkage_threads: int | None = Field(None, description="DuckDB threads (default: all cores)")
     spark_conf: Annotated[dict[str, str], NoDecode] = Field(
@@ -119,6 +120,13 @@ class Settings(BaseSettings):
     )
     max_connections: int = Field(
         200, description="`pprl serve`: concurrent connections beyond this get 503"
+    )
+    api_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="`pprl serve`: API processes sharing the port (one per core: Python "
+        "runs one request at a time per process); the enclave worker stays one",
     )
     header_timeout_seconds: float = Field(
         10.0, description="`pprl serve`: idle keep-alive and header-read timeout"

@@ -21,7 +21,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["guarded_protocol"]
+__all__ = ["MAX_HEADER_BYTES", "guarded_protocol"]
+
+MAX_HEADER_BYTES = 64 * 1024  # request line + headers
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -118,3 +120,14 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int) -> type[Any]:
                 self.transport.close()
 
     return GuardedProtocol
+
+
+def __getattr__(name: str) -> Any:
+    """``GuardedProtocol``, configured from the settings: what each process of `pprl serve
+    --processes N` imports by name (uvicorn starts them fresh, so a class made inside a
+    function of the parent cannot be handed over)."""
+    if name == "GuardedProtocol":
+        from service.settings import Settings
+
+        return guarded_protocol(Settings().header_timeout_seconds, MAX_HEADER_BYTES)
+    raise AttributeError(name)

@@ -10,12 +10,11 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from service.cli._app import app, err, fail, out
-
-_MAX_HEADER_BYTES = 64 * 1024  # request line + headers
 
 
 def is_loopback(host: str) -> bool:
@@ -34,12 +33,19 @@ def serve(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="Certificate chain (PEM)."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="Private key (PEM)."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run an enclave worker too."),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        max=64,
+        help="API processes sharing the port (default PPRL_API_PROCESSES, 1); one per core.",
+    ),
 ) -> None:
     """Serve the API (HTTPS) with an embedded enclave worker. Refuses plain HTTP off loopback."""
     import uvicorn
 
     from service.app import create_app
-    from service.cli.http_protocol import guarded_protocol
+    from service.cli.http_protocol import MAX_HEADER_BYTES, guarded_protocol
     from service.crypto import KeyFileError
     from service.logs import configure_logging
     from service.settings import Settings
@@ -55,6 +61,8 @@ def serve(
         settings = Settings()
         if not worker:
             settings.worker_embedded = False
+        processes = processes or settings.api_processes
+        # built here in any case, so that a bad setting or key fails before serving
         application = create_app(settings)
     except KeyFileError as exc:
         fail(str(exc))
@@ -81,9 +89,16 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     pages = "pages: /analyst /dpo /partner, API reference: /docs"
     err.print(f"pprl serving on {scheme}://{shown}:{port}  ({pages})", markup=False, soft_wrap=True)
+    served: dict[str, Any] = (
+        {"app": application,
+         "http": guarded_protocol(settings.header_timeout_seconds, MAX_HEADER_BYTES)}
+        if processes == 1
+        else {"app": "service.cli.api_process:make_app", "factory": True, "workers": processes,
+              "http": "service.cli.http_protocol:GuardedProtocol"}
+    )  # fmt: skip
     try:
         uvicorn.run(
-            application,
+            **served,
             host=host,
             port=port,
             ssl_certfile=str(tls_cert) if tls_cert else None,
@@ -92,8 +107,8 @@ def serve(
             log_level="warning",
             server_header=False,
             timeout_graceful_shutdown=5,
-            http=guarded_protocol(settings.header_timeout_seconds, _MAX_HEADER_BYTES),
-            limit_concurrency=settings.max_connections,  # beyond it: 503, not exhaustion
+            # beyond it: 503, not exhaustion (the cap is per process)
+            limit_concurrency=max(settings.max_connections // processes, 1),
             timeout_keep_alive=max(int(settings.header_timeout_seconds), 1),
         )
     finally:

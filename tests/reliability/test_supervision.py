@@ -254,3 +254,33 @@ def test_a_server_killed_mid_run_takes_its_worker_and_computation_with_it(
     server.wait()
     _gone, alive = psutil.wait_procs(everything, timeout=30)
     assert not alive, f"{len(alive)} process(es) kept computing after the server died"
+
+
+def test_several_api_processes_serve_one_port_with_the_same_guards(
+    project_service: Service, tmp_path: Path
+) -> None:
+    """`pprl serve --processes 2`: both processes answer on one port, the header guard is
+    each one's, no process starts a second enclave worker, and SIGTERM stops them all."""
+    s = project_service
+    tls = make_local_tls(tmp_path / "tls")
+    port = free_port()
+    env = service_env(s.settings, PPRL_HEADER_TIMEOUT_SECONDS="1")
+    server = start_server(env, tls, port, "--processes", "2", log=tmp_path / "server.log")
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    try:
+        children = psutil.Process(server.pid).children()
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert sum("--parent-pid" in c for c in commands) == 1, commands  # one enclave worker
+        assert sum("spawn_main" in c for c in commands) == 2, commands  # two API processes
+        with httpx.Client(verify=context, http2=False) as client:
+            statuses = {client.get(f"https://127.0.0.1:{port}/healthz").status_code
+                        for _ in range(20)}  # fmt: skip
+            assert statuses == {200}
+            big = client.get(f"https://127.0.0.1:{port}/healthz",
+                             headers={"X-Padding": "a" * 70_000})  # fmt: skip
+            assert big.status_code == 431
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
