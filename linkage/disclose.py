@@ -29,7 +29,8 @@ and how often to run. Every count therefore goes through, in this order:
    ``contacts_bound``) over the perturbed count, shown only when that count is released
    and its perturbed value reaches ``min_n_for_mean``;
 5. **names**: figures of an attribute value the spec does not declare (an area only
-   the data names) appear only when that value's perturbed people count clears
+   the data names), or of a combination of partners listed only because it occurs,
+   appear only when that value's (combination's) perturbed people count clears
    suppression; otherwise they are left out, so no name says that someone has it.
 
 The match-weight histogram and the m/u parameters are withheld: they count pairs, not
@@ -255,8 +256,13 @@ def _unnamed(fig: Figures, noisy: Mapping[str, int], policy: DisclosurePolicy) -
     no one else in the data has, adds a dozen ``...area.<that area>...`` figures to the
     release, suppressed or not. The decision reads the perturbed count of
     ``persons.by.<attribute>.<value>.count``, so it is covered by that figure's guarantee.
+    The same for a combination of partners listed only because it occurs (projects of
+    more partners than every combination is listed for): its own perturbed count.
     """
     out: set[str] = set()
+    for name in fig.occurring:  # a combination of partners only the data names
+        if name in noisy and apply_primary(noisy[name], policy) is None:
+            out |= {name, f"{name}.low", f"{name}.high"}
     names = [*fig.counts, *fig.means]
     for attr, values in fig.undeclared.items():
         for value in values:

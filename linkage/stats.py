@@ -76,6 +76,9 @@ class Figures:
     #: attribute -> its values that the data named, not the spec (areas, categories
     #: beyond the dictionary): figures exist for them only because someone has them
     undeclared: dict[str, list[str]] = field(default_factory=dict)
+    #: count figures that exist only because someone is in them (the combinations of
+    #: partners that occur, beyond ``_ALL_COMBINATIONS_UP_TO`` partners)
+    occurring: set[str] = field(default_factory=set)
 
     def cells_per_person(self) -> int:
         """The most count figures (released or virtual) one person can be in."""
@@ -149,6 +152,7 @@ def _overlaps(fig: Figures, prefix: str, people: pd.DataFrame, partners: list[st
     else:
         # 2^k combinations is too many to list: only those that occur (the rest are 0)
         only = {str(name): int(n) for name, n in combos.sort_index().items()}
+        fig.occurring |= {f"{prefix}.only.{name}" for name in only}
     only_fold = {c: int(folds.get(c, 0)) for c in only}
 
     def add(name: str, members: list[str]) -> None:
