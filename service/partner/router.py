@@ -45,7 +45,7 @@ class PartnerKit(BaseModel):
     response_model=PartnerKit,
     responses=error_responses(401, 403, 404),
 )
-def project_kit(project_id: str, state: State, session: ReadSession, caller: Caller) -> PartnerKit:
+def project_kit(project_id: str, state: State, caller: Caller, session: ReadSession) -> PartnerKit:
     """The partner kit of a project: resolved spec, policy fingerprint, enclave key (partner)."""
     project = member_project(state, session, caller, project_id, "read the partner kit",
                              roles=("admin", "partner"))  # fmt: skip

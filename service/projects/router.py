@@ -23,7 +23,7 @@ router = APIRouter(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
 def create_project(
-    body: ProjectCreate, state: State, session: DbSession, caller: Caller
+    body: ProjectCreate, state: State, caller: Caller, session: DbSession
 ) -> ProjectOut:
     """Create a linkage project (admin): purpose, legal basis, agreement, spec, policy, members."""
     require_role(state, caller, "create projects", "admin")
@@ -35,7 +35,7 @@ def create_project(
 
 
 @router.get("", response_model=list[ProjectOut])
-def list_projects(state: State, session: ReadSession, caller: Caller) -> list[ProjectOut]:
+def list_projects(state: State, caller: Caller, session: ReadSession) -> list[ProjectOut]:
     """Projects the caller can see: all for admin and DPO, its own for partners and analysts."""
     rows = session.execute(select(Project).order_by(Project.created_at)).scalars()
     if caller.role not in ("admin", "dpo"):
@@ -44,7 +44,7 @@ def list_projects(state: State, session: ReadSession, caller: Caller) -> list[Pr
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: str, state: State, session: ReadSession, caller: Caller) -> ProjectOut:
+def get_project(project_id: str, state: State, caller: Caller, session: ReadSession) -> ProjectOut:
     """One project's description (members see their own; admin and DPO see all)."""
     if caller.role == "dpo":
         project = find_project(session, project_id)
@@ -56,7 +56,7 @@ def get_project(project_id: str, state: State, session: ReadSession, caller: Cal
 
 @router.post("/{project_id}/members", response_model=ProjectOut)
 def add_member(
-    project_id: str, body: MemberAdd, state: State, session: DbSession, caller: Caller
+    project_id: str, body: MemberAdd, state: State, caller: Caller, session: DbSession
 ) -> ProjectOut:
     """Add a principal to a project (admin)."""
     project = member_project(state, session, caller, project_id, "manage members", roles=("admin",))
@@ -66,7 +66,7 @@ def add_member(
 
 @router.put("/{project_id}/disclosure", response_model=ProjectOut)
 def change_policy(
-    project_id: str, body: PolicySet, state: State, session: DbSession, caller: Caller
+    project_id: str, body: PolicySet, state: State, caller: Caller, session: DbSession
 ) -> ProjectOut:
     """Change the disclosure policy (admin; audited). Partners must re-acknowledge it:
     their next upload names the new policy fingerprint, and until each has resubmitted

@@ -155,7 +155,7 @@ def _authorise_upload(
 
 @router.get("", response_model=list[SubmissionOut])
 def list_submissions(
-    project_id: str, state: State, session: ReadSession, caller: Caller
+    project_id: str, state: State, caller: Caller, session: ReadSession
 ) -> list[SubmissionOut]:
     """Submissions of a project: a partner sees its own; analysts and admins see all."""
     project = member_project(state, session, caller, project_id, "list submissions",
@@ -166,7 +166,7 @@ def list_submissions(
 
 @router.get("/{submission_id}", response_model=SubmissionOut)
 def get_submission(
-    project_id: str, submission_id: str, state: State, session: ReadSession, caller: Caller
+    project_id: str, submission_id: str, state: State, caller: Caller, session: ReadSession
 ) -> SubmissionOut:
     """One submission's receipt and the enclave's verdict (a partner sees only its own)."""
     project = member_project(state, session, caller, project_id, "read submissions",

@@ -279,3 +279,37 @@ def test_a_read_grant_lasts_its_hold_and_no_longer(project_service: Service) -> 
     refused = s.http.get(path, headers=analyst)
     assert refused.status_code == 404, refused.text
     assert len(_reads(s)) == before + 3
+
+
+def test_a_bad_token_is_refused_before_any_route_opens_its_session(
+    project_service: Service,
+) -> None:
+    """A flood of bad tokens must cost each route only the token check (and the counted
+    denial), never the route's own transaction: every route takes as many connections
+    for a refused token as the audit page, whose only database work is after the check."""
+    s = project_service
+    state = _state(s)
+    checkouts: list[int] = []
+    event.listen(state.db.engine, "checkout", lambda *_args: checkouts.append(1))
+    bad = {"Authorization": "Bearer pprl_not-a-token"}
+    p = s.project_id
+
+    def taken(method: str, path: str, **body: Any) -> int:
+        checkouts.clear()
+        r = s.http.request(method, path, headers=bad, **body)
+        assert r.status_code == 401, (path, r.status_code)
+        return len(checkouts)
+
+    taken("GET", "/v1/audit")  # the first denial of the window is written; later ones counted
+    baseline = taken("GET", "/v1/audit")
+    for method, path, body in [
+        ("GET", "/v1/projects", {}),
+        ("GET", f"/v1/projects/{p}", {}),
+        ("POST", "/v1/projects", {"json": {"name": "x", "spec": {}, "members": []}}),
+        ("POST", f"/v1/projects/{p}/members", {"json": {"name": "x"}}),
+        ("GET", f"/v1/projects/{p}/submissions", {}),
+        ("GET", "/v1/tokens", {}),
+        ("DELETE", "/v1/tokens/somebody", {}),
+        ("GET", f"/v1/projects/{p}/runs", {}),
+    ]:
+        assert taken(method, path, **body) == baseline, path
