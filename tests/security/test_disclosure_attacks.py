@@ -61,7 +61,7 @@ from tests.security.test_run_rules import _dp_policy, _events, _run, _spec, _sto
 from tests.service_fixtures import Service
 
 SEEDS = 200  # enclave secrets per world in the distribution check
-QUANTUM = 1.0  # seconds: every outcome is stored on this grid (issue 12, attack 5)
+QUANTUM = 0.5  # seconds: every outcome is stored on this grid (issue 12, attack 5)
 PROBE = "persons.both.housing+police"
 RARE_AREA = "YO1"
 MENU = {"frequent_thresholds": [10, 5]}
