@@ -5,7 +5,14 @@ them), on SQLite and PostgreSQL. Each attack must fail.
 The curious partner is ``housing``: it holds the project secret, so it can hash a person
 it can name (the target) and submit them alone or padded with made-up people. The two
 worlds differ only in the honest partner's (``police``) extract: in world A it holds the
-target, in world B a made-up person nobody else knows in the same place.
+target (at an out-of-area address, a district no one else in the data has; housing
+submits the target without a postcode), in world B a made-up person nobody else knows
+in the same place.
+
+Two leaks this found, fixed since: the release's account of how the linkage went
+(warnings, training passes, prior method) differed between the worlds every time, and
+figures named after the target's district existed in world A only (see
+tests/linkage/test_figure_names.py).
 
 How the probes are judged: every release the service makes is shown to equal
 ``linkage.disclose`` applied in the test to the same exact figures (recomputed from the
