@@ -376,6 +376,10 @@ def _link(
             weight = weight + shift
             linker._settings_obj._probability_two_random_records_match = refined
             estimated["prior"] = float(f"{refined:.2g}")
+            if report.rule_recall is not None:
+                # the rules found the same pairs: of more expected matches, a smaller share
+                recall = report.rule_recall * prior / refined
+                estimated["deterministic_recall"] = round(recall, 2)
             estimated["prior_method"] += (
                 ", then refined to the model's own expected share of matching pairs"
             )

@@ -9,9 +9,9 @@ import pytest
 from linkage.encode import Encoder
 from linkage.match import PARTNER, PERSON, link
 from linkage.match.clustering import balanced_threshold
-from linkage.match.profile import mask_dominant
-from linkage.match.training import refine_prior
-from linkage.spec import load_spec
+from linkage.match.profile import mask_dominant, profile_columns
+from linkage.match.training import deterministic_rules, refine_prior
+from linkage.spec import Spec, load_spec, token_columns
 from linkage.synthetic import generate_partners
 from tests.conftest import EXAMPLE_SPEC
 
@@ -169,3 +169,31 @@ def test_balanced_linkage_links_at_least_what_the_spec_threshold_links() -> None
     # the people it finds are close to the truth
     people = len(np.unique(np.concatenate([truth[p] for p in sorted(truth)])))
     assert abs(n_balanced - people) <= max(abs(n_strict - people), 0.01 * people)
+
+
+def test_refined_prior_and_recall_tell_the_same_story() -> None:
+    """The deterministic rules' pairs over their recall is the expected number of
+    matches: when the prior is refined, the reported recall moves with it."""
+    tables = generate_partners(2000, seed=10)
+    hashed, _truth = _hashed(tables)
+    spec = load_spec(EXAMPLE_SPEC)
+    result = link(hashed, spec)
+    training = result.diagnostics["training"]
+    prior = result.model["probability_two_random_records_match"]
+    # the rules' pairs, counted here from the tokens (every pair of records, any extract)
+    rules = deterministic_rules(spec, profile_columns(hashed.values(), _token_names(spec)))
+    frame = pa.concat_tables([t.select(_token_names(spec)) for t in hashed.values()])
+    df = frame.to_pandas()
+    pairs: set[tuple[int, int]] = set()
+    for rule in rules:
+        keyed = df[list(rule)].dropna()
+        for _key, rows in keyed.groupby(list(rule)).groups.items():
+            ids = sorted(int(i) for i in rows)
+            pairs.update((a, b) for j, a in enumerate(ids) for b in ids[j + 1 :])
+    n = frame.num_rows
+    expected = prior * n * (n - 1) / 2
+    assert training["deterministic_recall"] == pytest.approx(len(pairs) / expected, abs=0.011)
+
+
+def _token_names(spec: Spec) -> list[str]:
+    return [tc.column for tc in token_columns(spec)]
