@@ -161,7 +161,7 @@ def list_submissions(
     project = member_project(state, session, caller, project_id, "list submissions",
                              roles=("admin", "partner", "analyst"))  # fmt: skip
     own = caller.id if caller.role == "partner" else None
-    return service.list_submissions(session, project.id, own)
+    return [_shown_to(caller, s) for s in service.list_submissions(session, project.id, own)]
 
 
 @router.get("/{submission_id}", response_model=SubmissionOut)
@@ -174,4 +174,12 @@ def get_submission(
     row = service.get_submission(session, project.id, submission_id)
     if caller.role == "partner" and row.partner_id != caller.id:
         raise NotFound(f"no submission {submission_id!r} in this project")
-    return service.submission_out(row, partner_name(session, row.partner_id))
+    return _shown_to(caller, service.submission_out(row, partner_name(session, row.partner_id)))
+
+
+def _shown_to(caller: Authenticated, out: SubmissionOut) -> SubmissionOut:
+    """An analyst sees what a run will link (partner, version, period, verdict), not the
+    sizes: an exact count of another partner's rows would change with one person."""
+    if caller.role != "analyst":
+        return out
+    return out.model_copy(update={"rows": None, "rows_rejected_by_partner": None, "bytes": None})

@@ -16,9 +16,13 @@ class SubmissionOut(BaseModel):
     project_id: str
     partner: str
     version: int
-    rows: int = Field(description="rows declared in the envelope; verified by the enclave")
-    rows_rejected_by_partner: int
-    bytes: int = Field(description="size of the sealed payload")
+    # sizes are the partner's and its DPO's to see, not an analyst's: an exact row count
+    # of another partner's extract moves by one with one person (issue 12)
+    rows: int | None = Field(
+        description="rows declared in the envelope; verified by the enclave (null for analysts)"
+    )
+    rows_rejected_by_partner: int | None = Field(description="null for analysts")
+    bytes: int | None = Field(description="size of the sealed payload (null for analysts)")
     sha256: str = Field(description="SHA-256 of the sealed payload as stored")
     received_at: datetime
     superseded_at: datetime | None

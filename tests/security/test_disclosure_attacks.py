@@ -372,6 +372,17 @@ def test_rounding_probe_campaign_is_rate_limited_and_audited(
     after = [code for kind, code in uploads[last + 1 :] if kind != "reset40"]
     assert after and set(after) == {429}, uploads
     analyst = s.as_(s.tokens["analyst"])
+    # the analyst sees which submissions a run links, not their sizes (an exact count
+    # of another partner's rows moves by one with one person); the partner its own
+    base = f"/v1/projects/{s.project_id}/submissions"
+    seen = s.http.get(base, headers=analyst).json()
+    assert len(seen) == 5 and all(
+        x["rows"] is None and x["bytes"] is None and x["rows_rejected_by_partner"] is None
+        for x in seen
+    ), seen
+    assert s.http.get(f"{base}/{seen[0]['id']}", headers=analyst).json()["rows"] is None
+    own = s.http.get(base, headers=s.as_(housing)).json()
+    assert sorted(x["rows"] for x in own) == [50] * 5
     runs = [s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst) for _ in range(14)]
     assert [r.status_code for r in runs] == [202] * 10 + [429] * 4
     assert "10 runs in the last 24 hours" in runs[-1].json()["detail"]
