@@ -172,7 +172,7 @@ def _opened(s: Service) -> tuple[Spec, DisclosurePolicy, dict[str, pa.Table], li
 
 
 def _figures(spec: Spec, tables: dict[str, pa.Table], digests: list[str],
-             threshold: float, frequent: int) -> Figures:  # fmt: skip
+             threshold: Any, frequent: int) -> Figures:  # fmt: skip
     """The run's exact figures (link is deterministic: seeded training)."""
     cache_key = ("figures", tuple(digests), threshold, frequent)
     if cache_key not in _CACHE:
@@ -182,15 +182,14 @@ def _figures(spec: Spec, tables: dict[str, pa.Table], digests: list[str],
     return fig
 
 
-def _replay(s: Service, frequent: int = 10, earlier: Sequence[dict[str, Any]] = ()) -> tuple[
-    Figures, Release, dict[str, Any]
-]:  # fmt: skip
-    """The mechanism applied in the test to what the enclave saw: (exact figures, the
-    release ``linkage.disclose`` makes of them, its arguments). ``earlier``: the figures
-    of the project's earlier releases under the same parameters (the anchors say which
-    figures are public already)."""
+def _replay(s: Service, released: dict[str, Any], earlier: Sequence[dict[str, Any]] = ()
+            ) -> tuple[Figures, Release, dict[str, Any]]:  # fmt: skip
+    """The mechanism applied in the test to what the enclave saw for ``released``, at the
+    thresholds it says it used: (exact figures, the release ``linkage.disclose`` makes of
+    them, its arguments). ``earlier``: the figures of the project's earlier releases
+    under the same parameters (the anchors say which figures are public already)."""
     spec, policy, tables, digests = _opened(s)
-    threshold = spec.matching.threshold
+    threshold, frequent = released["match_threshold"], released["frequent_threshold"]
     fig = _figures(spec, tables, digests, threshold, frequent)
     parameters = {"threshold": threshold, "frequent_threshold": frequent}
     args: dict[str, Any] = {
@@ -276,8 +275,8 @@ def test_membership_probe_failures_and_parameter_reset_tell_no_more_than_the_mec
         # padded to the minimum with made-up people
         _store(s, "housing", extracts["probe"])
         padded = _run(s, worker)
-        fig, expected, args = _replay(s)
         released = _released(s, padded)
+        fig, expected, args = _replay(s, released)
         # the service releases what the mechanism gives, figure for figure (means too)
         assert released["figures"] == expected.figures
         assert released["suppressed_reason"] == expected.suppressed_reason
@@ -438,7 +437,7 @@ def test_dp_mode_noises_means_and_gates_them_on_noised_counts(
     assert released["diagnostics"]["match_weight_histogram"] == []
     assert released["diagnostics"]["comparisons"] == []
     spec, policy, tables, digests = _opened(s)
-    fig = _figures(spec, tables, digests, spec.matching.threshold, 10)
+    fig = _figures(spec, tables, digests, released["match_threshold"], 10)
     figures = released["figures"]
     shown = {m: figures[m] for m in fig.means if figures.get(m) is not None}
     assert shown, "no mean released"
@@ -484,7 +483,7 @@ def test_secondary_suppression_never_hides_an_already_public_cell(
         state = _run(s, worker)
         assert state["status"] == "done", state
         second = _released(s, state)
-        fig, expected, args = _replay(s, earlier=earlier)
+        fig, expected, args = _replay(s, second, earlier=earlier)
         assert second["figures"] == expected.figures
         if second["figures"]["persons.only.housing+police"] is None:
             break
