@@ -290,11 +290,26 @@ class MatchingSpec(_Model):
         default=None,
         description="Rules as lists of 'field.variant' that must agree; defaults from types.",
     )
-    threshold: float = Field(default=0.9, gt=0.0, lt=1.0, description="Match probability.")
+    threshold: float | Literal["balanced"] = Field(
+        default="balanced",
+        description="Match probability to link at; 'balanced' (the default): where the "
+        "model expects as many false links as missed ones, between 0.5 and 0.9, so that "
+        "counts of people are not biased down by the uncertain pairs a fixed strict "
+        "threshold leaves unlinked.",
+    )
     term_frequency: tuple[str, ...] | None = Field(
         default=None, description="Fields with term-frequency adjustment; default: names."
     )
     max_pairs_for_u: int = Field(default=2_000_000, ge=10_000)
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _probability_or_balanced(cls, value: Any) -> Any:
+        if value == "balanced":
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+            return float(value)
+        raise ValueError(f"{value!r} is not a probability between 0 and 1 or 'balanced'")
 
 
 class StatisticsSpec(_Model):

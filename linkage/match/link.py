@@ -57,6 +57,9 @@ PERSON_LOOSE = "person_id_loose"
 LINK_STRENGTH = "link_strength"
 #: lower edges of those bands (match weight, log2 odds); the first starts at the threshold
 STRENGTH_EDGES = (5.0, 10.0, 15.0, 20.0)
+#: the highest threshold "balanced" links at when the spec fixes none (Splink's usual
+#: strict threshold): balanced never links looser than 0.5 nor stricter than this
+BALANCED_CEILING = 0.9
 #: how far (in match weight, log2 odds) the stricter and looser thresholds lie from the
 #: spec's: a factor of 10 in the odds either way (0.9 -> 0.47 and 0.989)
 UNCERTAINTY_BITS = math.log2(10)
@@ -221,11 +224,13 @@ def link(
     ``predict_chunks``: score the blocked pairs in this many passes (default: enough
     passes of at most :data:`PREDICT_CHUNK_PAIRS` pairs each, as the blocking plan
     counted them; one pass when a ``model`` is given).
-    ``threshold``: the match probability to link at (default: the spec's); or
-    ``"balanced"``: the probability at which the model expects as many false links as
-    missed ones (see ``linkage.match.clustering.balanced_threshold``), at least 0.5
-    and at most the spec's threshold, so that counts of people are not biased down by
-    the uncertain pairs a strict threshold leaves unlinked.
+    ``threshold``: the match probability to link at (default: the spec's, itself
+    ``"balanced"`` by default); or ``"balanced"``: the probability at which the model
+    expects as many false links as missed ones (see
+    ``linkage.match.clustering.balanced_threshold``), at least 0.5 and at most the
+    spec's fixed threshold (:data:`BALANCED_CEILING` if it fixes none), so that counts
+    of people are not biased down by the uncertain pairs a strict threshold leaves
+    unlinked.
 
     A linkage with records but no matching pairs gives every record its own person.
     """
@@ -252,8 +257,11 @@ def _link(
 ) -> LinkResult:
     from splink import Linker, SettingsCreator
 
-    balanced = threshold == "balanced"
-    threshold = spec.matching.threshold if threshold is None or balanced else threshold
+    chosen = spec.matching.threshold if threshold is None else threshold
+    balanced = chosen == "balanced"
+    # balanced links between 0.5 and a ceiling: the spec's fixed threshold if it has one
+    ceiling = spec.matching.threshold
+    threshold = (BALANCED_CEILING if ceiling == "balanced" else ceiling) if balanced else chosen
     assert not isinstance(threshold, str)
     progress = on_progress or (lambda _stage, _done: None)
     timings: dict[str, float] = {}

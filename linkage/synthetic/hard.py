@@ -45,7 +45,7 @@ HARD_SPEC: dict[str, Any] = {
         {"name": "age_band", "kind": "age_band", "source": "dob"},
         {"name": "area", "kind": "area", "source": "zip"},
     ],
-    "matching": {"threshold": 0.9},
+    "matching": {"threshold": "balanced"},
 }  # fmt: skip
 
 

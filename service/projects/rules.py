@@ -22,7 +22,7 @@ what they can choose is limited here, once, by the admin who creates the project
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,11 +39,12 @@ class RunRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    match_thresholds: list[float] | None = Field(
+    match_thresholds: list[float | Literal["balanced"]] | None = Field(
         None,
         min_length=1,
         max_length=_MENU_MAX,
-        description="match probability thresholds an analyst may choose (first = default); "
+        description="match probability thresholds an analyst may choose, or 'balanced' "
+        "(first = default); "
         "default: the spec's threshold only",
     )
     frequent_thresholds: list[int] | None = Field(
@@ -76,10 +77,12 @@ class RunRules(BaseModel):
 
     @field_validator("match_thresholds")
     @classmethod
-    def _probabilities(cls, value: list[float] | None) -> list[float] | None:
+    def _probabilities(
+        cls, value: list[float | Literal["balanced"]] | None
+    ) -> list[float | Literal["balanced"]] | None:
         if value is not None:
             for v in value:
-                if not 0.0 < v < 1.0:
+                if v != "balanced" and not 0.0 < v < 1.0:
                     raise ValueError(f"match threshold {v} is not between 0 and 1 (exclusive)")
             if len(set(value)) != len(value):
                 raise ValueError("match thresholds are listed twice")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,11 +20,9 @@ class RunCreate(RequestBody):
         description="contacts that make a frequent user: one of the project's menu "
         "(default: the menu's first)",
     )
-    threshold: float | None = Field(
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | Literal["balanced"] | None = Field(
         None,
-        gt=0.0,
-        lt=1.0,
-        description="match probability threshold: one of the project's menu "
+        description="match probability threshold, or 'balanced': one of the project's menu "
         "(default: the menu's first)",
     )
     period: str | None = Field(

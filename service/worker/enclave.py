@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -133,7 +133,7 @@ def _content_digest(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def _chosen(claim: Claim, rules: RunRules) -> tuple[float, int]:
+def _chosen(claim: Claim, rules: RunRules) -> tuple[float | Literal["balanced"], int]:
     """The run's parameters from the project's menu (the API refuses others; checked
     again here because the queue is in storage the operator controls)."""
     assert rules.match_thresholds and rules.frequent_thresholds
@@ -141,7 +141,7 @@ def _chosen(claim: Claim, rules: RunRules) -> tuple[float, int]:
     frequent = claim.params.get("frequent_threshold", rules.frequent_thresholds[0])
     if threshold not in rules.match_thresholds or frequent not in rules.frequent_thresholds:
         raise RunFailed("the run's parameters are not in the project's menu")
-    return float(threshold), int(frequent)
+    return ("balanced" if threshold == "balanced" else float(threshold)), int(frequent)
 
 
 def _in_period(period: str | None) -> list[Any]:

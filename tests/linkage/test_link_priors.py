@@ -9,6 +9,7 @@ import pytest
 from linkage.encode import Encoder
 from linkage.match import PARTNER, PERSON, link
 from linkage.match.clustering import balanced_threshold
+from linkage.match.link import BALANCED_CEILING
 from linkage.match.profile import mask_dominant, profile_columns
 from linkage.match.training import deterministic_rules, refine_prior
 from linkage.spec import Spec, load_spec, token_columns
@@ -128,8 +129,10 @@ def test_linkage_reports_the_refined_prior_and_reuses_it() -> None:
         training["prior"], rel=0.05
     )
     # the saved model carries the refined prior: predicting with it gives the same people
-    again = link(hashed, spec, model=result.model)
-    assert _same_partition(result.records.column(PERSON).to_numpy(),
+    # (at a fixed threshold: the balanced one is chosen again from the scored pairs)
+    fixed = link(hashed, spec, threshold=0.9)
+    again = link(hashed, spec, model=fixed.model, threshold=0.9)
+    assert _same_partition(fixed.records.column(PERSON).to_numpy(),
                            again.records.column(PERSON).to_numpy())  # fmt: skip
 
 
@@ -158,10 +161,11 @@ def test_balanced_linkage_links_at_least_what_the_spec_threshold_links() -> None
     tables = generate_partners(2000, seed=9)
     hashed, truth = _hashed(tables)
     spec = load_spec(EXAMPLE_SPEC)
-    strict = link(hashed, spec)
-    balanced = link(hashed, spec, threshold="balanced", model=strict.model)
+    assert spec.matching.threshold == "balanced"  # the default, and the example's
+    strict = link(hashed, spec, threshold=0.9)
+    balanced = link(hashed, spec, model=strict.model)
     used = balanced.diagnostics["clustering"]["threshold"]
-    assert 0.5 <= used <= spec.matching.threshold
+    assert 0.5 <= used <= BALANCED_CEILING
     assert balanced.diagnostics["clustering"]["threshold_method"].startswith("balanced")
     n_strict = len(np.unique(strict.records.column(PERSON).to_numpy()))
     n_balanced = len(np.unique(balanced.records.column(PERSON).to_numpy()))

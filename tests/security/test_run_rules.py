@@ -203,13 +203,13 @@ def test_parameters_come_from_the_menu_fixed_at_creation(
     _project(s, hashed_extracts, run_rules={"frequent_thresholds": [10, 5]})
     analyst = s.as_(s.tokens["analyst"])
     shown = s.http.get(f"/v1/projects/{s.project_id}", headers=analyst).json()["run_rules"]
-    assert shown["frequent_thresholds"] == [10, 5] and shown["match_thresholds"] == [0.9]
+    assert shown["frequent_thresholds"] == [10, 5] and shown["match_thresholds"] == ["balanced"]
     assert shown["min_extract_rows"] == 50 and shown["runs_per_period"] == 10
     s.sign_in_dpo()
     page = s.http.get(f"/dpo/projects/{s.project_id}").text
     assert "frequent users from 10 or 5 contacts" in page
     assert "at least 50 rows" in page and "at most 4 resubmissions per partner" in page
-    for body in ({"threshold": 0.999999}, {"frequent_threshold": 1}, {"threshold": 0.5}):
+    for body in ({"threshold": 0.999999}, {"frequent_threshold": 1}, {"threshold": 0.9}):
         r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst, json=body)
         assert r.status_code == 422, r.text
         assert "menu" in r.json()["detail"]
@@ -219,7 +219,7 @@ def test_parameters_come_from_the_menu_fixed_at_creation(
     # a value from the menu is accepted, and what the run used is recorded
     state = _run(s, frequent_threshold=5)
     assert state["status"] == "done", state
-    assert state["params"] == {"frequent_threshold": 5, "threshold": 0.9}
+    assert state["params"] == {"frequent_threshold": 5, "threshold": "balanced"}
     # a run written into the queue behind the API's back is refused by the enclave too
     with s.http.app.state.pprl.db.transaction() as session:  # type: ignore[attr-defined]
         run = session.execute(select(Run).where(Run.project_id == s.project_id)).scalar_one()
