@@ -179,7 +179,11 @@ def get_submission(
 
 def _shown_to(caller: Authenticated, out: SubmissionOut) -> SubmissionOut:
     """An analyst sees what a run will link (partner, version, period, verdict), not the
-    sizes: an exact count of another partner's rows would change with one person."""
+    sizes nor why a submission was rejected: an exact count of another partner's rows
+    would change with one person, and a rejection's reason can quote counts of the
+    extract (how many rows share one value)."""
     if caller.role != "analyst":
         return out
-    return out.model_copy(update={"rows": None, "rows_rejected_by_partner": None, "bytes": None})
+    return out.model_copy(
+        update={"rows": None, "rows_rejected_by_partner": None, "bytes": None, "reason": None}
+    )

@@ -28,7 +28,9 @@ class SubmissionOut(BaseModel):
     superseded_at: datetime | None
     purged_at: datetime | None
     status: str = Field(description="received, then accepted or rejected by the enclave")
-    reason: str | None = Field(None, description="why the enclave rejected it (names no value)")
+    reason: str | None = Field(
+        None, description="why the enclave rejected it (names no value; null for analysts)"
+    )
     decided_at: datetime | None = None
     current: bool = Field(False, description="accepted and not superseded: what a run links")
     policy_fingerprint: str | None = None

@@ -206,6 +206,10 @@ def test_dictionary_bomb_is_rejected_inside_its_memory_limit(
     sub = s.http.get(f"/v1/projects/{s.project_id}/submissions/{r.json()['id']}",
                      headers=s.as_(s.tokens["housing"])).json()  # fmt: skip
     assert sub["status"] == "rejected" and "a_area" in sub["reason"], sub
+    # the analyst sees the verdict, not its reason (a reason can quote the extract's counts)
+    seen = s.http.get(f"/v1/projects/{s.project_id}/submissions/{r.json()['id']}",
+                      headers=s.as_(s.tokens["analyst"])).json()  # fmt: skip
+    assert (seen["status"], seen["reason"]) == ("rejected", None), seen
     judged = verdicts[-1]
     limit_mb = s.settings.validation_memory_mb + 3 * len(bomb) / 2**20
     assert 0 < judged.peak_rss_mb < limit_mb, judged  # the child's own peak, under its limit
