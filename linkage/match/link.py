@@ -81,24 +81,6 @@ class LinkResult:
         default_factory=dict
     )  # the trained Splink model (parameters only)
 
-    def analyst_diagnostics(self) -> dict[str, Any]:
-        """What an analyst may see of how the linkage was done: plain warnings, which
-        blocking rules and training passes were used, and how the prior was found --
-        names and words only, no count, share or parameter (those stay in the enclave:
-        a partner submitting crafted extracts could difference exact ones)."""
-        training = self.diagnostics.get("training", {})
-        return {
-            "warnings": list(self.diagnostics.get("warnings", [])),
-            "blocking_rules": [r["rule"] for r in self.diagnostics.get("blocking", [])],
-            "prior_method": training.get("prior_method"),
-            "em_passes": [
-                {"blocked_on": p["blocked_on"], "status": p["status"]}
-                for p in training.get("em_passes", [])
-            ],
-            "clustering": self.diagnostics.get("clustering", {}).get("method"),
-            "range_thresholds": self.diagnostics.get("clustering", {}).get("range_thresholds"),
-        }
-
 
 def _label(spec: Spec) -> dict[str, str]:
     """Token column -> ``field.variant``, for messages an analyst reads."""
