@@ -112,9 +112,19 @@ def balanced_threshold(weight: np.ndarray, low: float, high: float) -> float:
     """
     if len(weight) == 0:
         return high
-    p = np.sort(1.0 / (1.0 + np.exp2(-np.asarray(weight, dtype=np.float64))))[::-1]
+    w = np.sort(np.asarray(weight, dtype=np.float64))[::-1]
+    p = 1.0 / (1.0 + np.exp2(-w))
     false_links = np.cumsum(1.0 - p)  # linking the k+1 most likely pairs
     missed = p.sum() - np.cumsum(p)  # ... leaves these matches out
-    k = int(np.searchsorted(false_links - missed, 0.0))  # first k where false >= missed
-    t = float(p[min(k, len(p) - 1)])
+    k = min(int(np.searchsorted(false_links - missed, 0.0)), len(p) - 1)  # first false >= missed
+    # The threshold goes halfway to the next lower weight, never onto a pair's own: a pair
+    # sitting exactly on it would be linked or not by the last bit of its weight, which
+    # differs between backends (DuckDB and Spark sum the same logs in other orders).
+    # Weights within _TIE of each other are one value (pairs of the same comparison levels).
+    lower = np.flatnonzero(w[k:] < w[k] - _TIE)
+    cut = (w[k] + w[k + int(lower[0])]) / 2 if len(lower) else w[k] - 1.0
+    t = float(1.0 / (1.0 + np.exp2(-cut)))
     return min(max(t, low), high)
+
+
+_TIE = 1e-6  # match weights (bits) closer than this are the same weight
