@@ -18,7 +18,7 @@ import splink.comparison_library as cl
 
 from linkage.spec import IdentifierSpec, Spec, bloom_column, token_column
 
-__all__ = ["ORIGIN", "comparisons_for", "origin_comparison"]
+__all__ = ["EXTRACT_NUMBER", "ORIGIN", "comparisons_for", "origin_comparison"]
 
 
 def _col(ident: IdentifierSpec, variant: str) -> str:
@@ -169,6 +169,10 @@ def comparisons_for(spec: Spec, *, dice: bool = True) -> list[Any]:
 
 #: output column of :func:`origin_comparison`
 ORIGIN = "extract"
+#: input column with each record's extract number (0, 1, ...), which the enclave adds:
+#: Splink's own ``source_dataset`` would do, but its settings check cannot see it and
+#: logged "Errors were identified in your settings dictionary" on every run
+EXTRACT_NUMBER = "extract_no"
 
 
 def origin_comparison() -> cl.CustomComparison:
@@ -183,7 +187,7 @@ def origin_comparison() -> cl.CustomComparison:
     prior, see ``linkage.match.training``). Until then both are equal (no evidence).
     """
     levels: list[Any] = [
-        cll.CustomLevel("source_dataset_l = source_dataset_r").configure(
+        cll.CustomLevel(f"{EXTRACT_NUMBER}_l = {EXTRACT_NUMBER}_r").configure(
             label_for_charts="same extract"
         ),
         cll.ElseLevel().configure(label_for_charts="different extracts"),

@@ -39,7 +39,7 @@ from linkage.match.blocking import (
     plan_blocking,
 )
 from linkage.match.clustering import balanced_threshold, cautious_clusters, connected_components
-from linkage.match.comparisons import comparisons_for, origin_comparison
+from linkage.match.comparisons import EXTRACT_NUMBER, comparisons_for, origin_comparison
 from linkage.match.profile import PERSONAL_TYPES, mask_dominant, profile_columns
 from linkage.match.training import DEFAULT_EM_MAX_PAIRS, refine_prior, train
 from linkage.spec import Spec, attribute_column, bloom_column, token_column, token_columns
@@ -283,7 +283,10 @@ def _link(
     personal = {i.name: [token_column(i.name, v) for v in i.active_variants]
                 for i in spec.identifiers if i.type in PERSONAL_TYPES}  # fmt: skip
     masked, dominant = mask_dominant([t for _p, t in inputs], personal)
-    inputs = [(p, t) for (p, _old), t in zip(inputs, masked, strict=True)]
+    inputs = [
+        (p, t.append_column(EXTRACT_NUMBER, pa.array(np.full(t.num_rows, i, dtype=np.int32))))
+        for i, ((p, _old), t) in enumerate(zip(inputs, masked, strict=True))
+    ]
     diagnostics["warnings"] += [
         f"{name}: one value covers {share:.0%} of the records that have one; "
         "read as missing there (a shared address or placeholder says nothing of who it is)"
