@@ -122,24 +122,14 @@ def estimate_prior(
     link_type: str,
     n_records: int,
     smallest_extract: int,
+    union: int,
 ) -> tuple[float, str, float | None]:
-    """(prior, how it was found, estimated recall of the rules' union)."""
+    """(prior, how it was found, estimated recall of the rules' union); ``union``: the
+    pairs the rules find together (:func:`rules_union`)."""
     total = n_records * (n_records - 1) / 2
     if total <= 0:
         return 0.5, "fixed (fewer than two records)", None
     counts = count_pairs(sdfs, rules, link_type, 1.0) if rules else []
-    union = 0
-    if rules:
-        from splink import block_on
-        from splink.blocking_analysis import count_comparisons_from_blocking_rules
-
-        records = count_comparisons_from_blocking_rules(
-            list(sdfs) if len(sdfs) > 1 else sdfs[0],
-            blocking_rules=[block_on(*r) for r in rules],
-            link_type=link_type,  # type: ignore[arg-type]
-            record_sample_proportion=1.0,
-        )
-        union = int(records[-1]["cumulative_comparison_count"])
     if union == 0:
         expected = max(1.0, _FALLBACK_MATCH_SHARE * smallest_extract)
         return (
@@ -190,8 +180,10 @@ def refine_prior(weights: np.ndarray, n_records: int, prior: float, recall: floa
     return current
 
 
-def _union(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]], link_type: str) -> int:
-    """Pairs found by at least one of ``rules`` (Splink's counter)."""
+def rules_union(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]], link_type: str) -> int:
+    """Pairs found by at least one of ``rules`` (Splink's counter); 0 without rules."""
+    if not rules:
+        return 0
     from splink import block_on
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
@@ -204,17 +196,14 @@ def _union(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]], link_type: str
     return int(records[-1]["cumulative_comparison_count"])
 
 
-def within_share(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]]) -> float | None:
+def within_share(sdfs: Sequence[Any], rules: Sequence[tuple[str, ...]], union: int) -> float | None:
     """Estimated share of matching pairs that lie within one extract: the deterministic
-    rules' pairs inside each extract over all their pairs, with half a pair added to
-    each side (an extract with no duplicate found still may have one). None without
-    rules or pairs."""
-    if not rules or len(sdfs) < 2:
+    rules' pairs inside each extract over all their pairs (``union``, counted over all
+    extracts by :func:`rules_union`), with half a pair added to each side (an extract
+    with no duplicate found still may have one). None without rules or pairs."""
+    if not rules or len(sdfs) < 2 or union == 0:
         return None
-    union = _union(sdfs, rules, "link_and_dedupe")
-    if union == 0:
-        return None
-    within = sum(_union([sdf], rules, "dedupe_only") for sdf in sdfs)
+    within = sum(rules_union([sdf], rules, "dedupe_only") for sdf in sdfs)
     return (within + 0.5) / (union + 1.0)
 
 
@@ -321,14 +310,17 @@ def train(
 
     report = TrainingReport()
     n_records = sum(sizes)
+    rules = deterministic_rules(spec, profiles)
+    # the rules' pairs over all extracts, counted once for the prior and the within share
+    union = rules_union(sdfs, rules, link_type) if n_records > 1 else 0
     prior, method, recall = estimate_prior(
-        sdfs, deterministic_rules(spec, profiles), link_type=link_type,
-        n_records=n_records, smallest_extract=min(sizes),
+        sdfs, rules, link_type=link_type, n_records=n_records,
+        smallest_extract=min(sizes), union=union,
     )  # fmt: skip
     linker._settings_obj._probability_two_random_records_match = prior
     report.prior, report.prior_method, report.rule_recall = prior, method, recall
     if link_type == "link_and_dedupe" and not method.startswith("fixed"):
-        report.within_share = within_share(sdfs, deterministic_rules(spec, profiles))
+        report.within_share = within_share(sdfs, rules, union)
     set_origin(linker, report.within_share, sizes)
 
     try:
