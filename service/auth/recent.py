@@ -50,42 +50,6 @@ def generation() -> int:
     return _generation
 
 
-@dataclass(frozen=True)
-class _Entry:
-    who: Authenticated
-    expires_at: datetime | None
-    checked: float  # time.monotonic() of the database check
-    generation: int
-
-
-class RecentTokens:
-    """Valid tokens checked in the last second, by digest."""
-
-    def __init__(self, hold_seconds: float = HOLD_SECONDS, size: int = 1024) -> None:
-        self._hold = hold_seconds
-        self._entries: Lru[str, _Entry] = Lru(size)
-
-    def get(self, token_digest: str) -> Authenticated | None:
-        """The caller behind ``token_digest`` if it was found valid within the hold, has
-        not expired since and nothing was revoked here since; else None (check again)."""
-        entry = self._entries.get(token_digest)
-        if entry is None or entry.generation != _generation:
-            return None
-        if time.monotonic() - entry.checked > self._hold:
-            return None
-        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
-            return None
-        return entry.who
-
-    def put(
-        self, token_digest: str, who: Authenticated, expires_at: datetime | None, since: int
-    ) -> None:
-        """Remember a token found valid by a check that began at :func:`generation`
-        ``since`` (not at all if a token was revoked or rotated here meanwhile)."""
-        if since == _generation:
-            self._entries.put(token_digest, _Entry(who, expires_at, time.monotonic(), since))
-
-
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 
@@ -119,3 +83,31 @@ class RecentGrants(Generic[_K, _V]):
         """Remember a check that began at :func:`generation` ``since`` and succeeded."""
         if since == _generation:
             self._entries.put(key, _Grant(value, time.monotonic(), since))
+
+
+class RecentTokens:
+    """Valid tokens checked in the last second, by digest: a :class:`RecentGrants` of
+    the caller and the token's expiry, which also ends a remembered token."""
+
+    def __init__(self, hold_seconds: float = HOLD_SECONDS, size: int = 1024) -> None:
+        self._grants: RecentGrants[str, tuple[Authenticated, datetime | None]] = RecentGrants(
+            hold_seconds, size
+        )
+
+    def get(self, token_digest: str) -> Authenticated | None:
+        """The caller behind ``token_digest`` if it was found valid within the hold, has
+        not expired since and nothing was revoked here since; else None (check again)."""
+        found = self._grants.get(token_digest)
+        if found is None:
+            return None
+        who, expires_at = found
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            return None
+        return who
+
+    def put(
+        self, token_digest: str, who: Authenticated, expires_at: datetime | None, since: int
+    ) -> None:
+        """Remember a token found valid by a check that began at :func:`generation`
+        ``since`` (not at all if a token was revoked or rotated here meanwhile)."""
+        self._grants.put(token_digest, (who, expires_at), since)
