@@ -162,6 +162,20 @@ def autocannon_load(
     return result
 
 
+def _paced_line(label: str, result: dict[str, Any], rss: PeakRss, clients: int) -> dict[str, Any]:
+    """``result`` with the server's CPU per request and the load average, printed."""
+    result["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / result["requests"]
+    result["loadavg"] = _loadavg()
+    print(
+        f"reads, {label}: {result['requests']} requests from {clients} clients in "
+        f"{result['seconds']:.1f} s ({result['rps']:.0f}/s): p50 {result['p50_ms']:.0f} ms, "
+        f"p99 {result['p99_ms']:.0f} ms, errors {result['errors']}, server CPU "
+        f"{result['server_cpu_ms_per_request']:.2f} ms per request; load average "
+        f"{result['loadavg']}"
+    )
+    return result
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -216,28 +230,14 @@ def main() -> None:
             with PeakRss(demo.server.pid) as rss:
                 fast = autocannon_load(demo.url, ca, mixed, args.clients, args.requests * 2)
             if fast is not None:
-                fast["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / fast["requests"]
-                fast["loadavg"] = _loadavg()
-                reads["autocannon"] = fast
-                print(
-                    f"reads, closed loop from autocannon: {fast['requests']} requests from "
-                    f"{args.clients} clients in {fast['seconds']:.1f} s ({fast['rps']:.0f}/s): "
-                    f"p50 {fast['p50_ms']:.0f} ms, p99 {fast['p99_ms']:.0f} ms, errors "
-                    f"{fast['errors']}, server CPU {fast['server_cpu_ms_per_request']:.2f} ms "
-                    f"per request; load average {fast['loadavg']}"
+                reads["autocannon"] = _paced_line(
+                    "closed loop from autocannon", fast, rss, args.clients
                 )
             if args.rate:
                 with PeakRss(demo.server.pid) as rss:
                     paced = read_load(demo.url, ca, requests, args.clients, rate=args.rate)
-                paced["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / paced["requests"]
-                paced["loadavg"] = _loadavg()
-                reads["open loop"] = paced
-                print(
-                    f"reads, open loop at {args.rate:.0f}/s: {paced['requests']} requests from "
-                    f"{args.clients} clients in {paced['seconds']:.1f} s: p50 "
-                    f"{paced['p50_ms']:.0f} ms, p99 {paced['p99_ms']:.0f} ms, errors "
-                    f"{paced['errors']}, server CPU {paced['server_cpu_ms_per_request']:.2f} ms "
-                    f"per request; load average {paced['loadavg']}"
+                reads["open loop"] = _paced_line(
+                    f"open loop at {args.rate:.0f}/s", paced, rss, args.clients
                 )
             for path, token in mix:  # each kind alone, to see where the time goes
                 with PeakRss(demo.server.pid) as rss:

@@ -239,12 +239,12 @@ def _link(
 ) -> LinkResult:
     from splink import Linker, SettingsCreator
 
-    chosen = spec.matching.threshold if threshold is None else threshold
-    balanced = chosen == "balanced"
     # balanced links between 0.5 and a ceiling: the spec's fixed threshold if it has one
-    ceiling = spec.matching.threshold
-    threshold = (BALANCED_CEILING if ceiling == "balanced" else ceiling) if balanced else chosen
-    assert not isinstance(threshold, str)
+    fixed = spec.matching.threshold
+    ceiling = BALANCED_CEILING if fixed == "balanced" else fixed
+    chosen = fixed if threshold is None else threshold
+    balanced = chosen == "balanced"
+    threshold = ceiling if chosen == "balanced" else chosen
     progress = on_progress or (lambda _stage, _done: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
