@@ -27,12 +27,14 @@ server's peak RSS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,27 @@ def _paced_line(label: str, result: dict[str, Any], rss: PeakRss, clients: int) 
     return result
 
 
+@contextlib.contextmanager
+def _fresh_database(server_url: str | None) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database on ``server_url``'s server (None: SQLite)."""
+    if server_url is None:
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    name = "pprl_bench_load"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -190,11 +213,16 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=10, help="0: reads only")
     parser.add_argument("--processes", type=int, default=1,
                         help="API processes (`pprl serve --processes`)")  # fmt: skip
+    parser.add_argument("--postgresql", metavar="URL", default=None,
+                        help="serve from PostgreSQL (the production configuration): a server "
+                             "URL such as postgresql://postgres@127.0.0.1:5432/test; the bench "
+                             "makes a fresh database pprl_bench_load there and drops it after")  # fmt: skip
     args = parser.parse_args()
     os.environ["PPRL_API_PROCESSES"] = str(args.processes)  # the demo's server reads it
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _fresh_database(args.postgresql) as database:
         work = Path(tmp)
-        demo = run_demo(work / "demo", people=3000, port=0, say=lambda _m: None, keep_serving=True)
+        demo = run_demo(work / "demo", people=3000, port=0, say=lambda _m: None,
+                        keep_serving=True, database_url=database)  # fmt: skip
         assert demo.server is not None
         ca = work / "demo" / "tls" / "ca.pem"
         try:
@@ -209,7 +237,10 @@ def main() -> None:
             mix = [(results_path, demo.tokens["analyst"]), ("/v1/audit?limit=100", demo.dpo_token)]
             requests = [mix[i % 2] for i in range(args.requests)]
             read_load(demo.url, ca, requests[: args.clients * 4], args.clients)  # warm up
-            print(f"API processes: {args.processes}; load average before: {_loadavg()}")
+            print(
+                f"API processes: {args.processes}; database: "
+                f"{'PostgreSQL' if database else 'SQLite'}; load average before: {_loadavg()}"
+            )
             with PeakRss(demo.server.pid) as rss:
                 reads = read_load(demo.url, ca, requests, args.clients)
             reads["server_peak_mb"] = rss.peak / 2**20

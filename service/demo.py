@@ -109,8 +109,11 @@ def _truth(
 
 
 def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Say = print,
-             keep_serving: bool = True) -> DemoResult:  # fmt: skip
-    """Run the whole flow; leaves the server running (returned) when ``keep_serving``."""
+             keep_serving: bool = True, database_url: str | None = None) -> DemoResult:  # fmt: skip
+    """Run the whole flow; leaves the server running (returned) when ``keep_serving``.
+
+    ``database_url``: an empty PostgreSQL database to use instead of the embedded SQLite
+    (benchmarks measure the production configuration with it)."""
     started = time.perf_counter()
     if directory.exists():
         shutil.rmtree(directory)
@@ -119,9 +122,12 @@ def run_demo(directory: Path, *, people: int = 20_000, port: int = 8443, say: Sa
     env = {**os.environ, "PPRL_DATA_DIR": str(data), "PPRL_ENVIRONMENT": "development"}
     for name in ("PPRL_DATABASE_URL", "PPRL_TOKEN", "PPRL_URL", "PPRL_CA_BUNDLE"):
         env.pop(name, None)
+    if database_url:
+        env["PPRL_DATABASE_URL"] = database_url
 
-    say("1. operator: initialise the service (SQLite + DuckDB, keys, first admin token)")
-    init = initialise(Settings(data_dir=data, database_url=None))
+    engine = "PostgreSQL" if database_url else "SQLite"
+    say(f"1. operator: initialise the service ({engine} + DuckDB, keys, first admin token)")
+    init = initialise(Settings(data_dir=data, database_url=database_url))
     tls = make_local_tls(directory / "tls")
     port = _free_port(port)
     url = f"https://127.0.0.1:{port}"

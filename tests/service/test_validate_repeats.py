@@ -6,14 +6,23 @@ full-identity key, and rows missing part of a key do not count."""
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linkage.spec import load_spec
-from service.submissions.validate import ExtractRejected, RepeatLimits, check_extract
+from service.submissions.validate import (
+    ExtractRejected,
+    RepeatLimits,
+    _most_repeated,
+    check_extract,
+)
 from tests.conftest import EXAMPLE_SPEC
 
 LIMITS = RepeatLimits(share=0.0, floor=5)  # at most 5 rows may share one identity
@@ -66,3 +75,42 @@ def test_name_and_birth_date_together_name_one_person(hashed_extracts: dict[str,
         _check(_with(hashed_extracts["housing"], range(8), t_dob_full=[b"\x83" * 16] * 8, **names))
     # without a birth date, the same names are many people
     _check(_with(hashed_extracts["housing"], range(8), t_dob_full=[None] * 8, **names))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    people=st.lists(st.integers(0, 30), min_size=1, max_size=300),
+    missing=st.lists(st.booleans(), min_size=300, max_size=300),
+    cuts=st.lists(st.integers(1, 299), max_size=4),
+    shared_prefix=st.booleans(),
+)
+def test_the_fast_count_is_the_exact_count_whatever_the_chunks_and_gaps(
+    people: list[int], missing: list[bool], cuts: list[int], shared_prefix: bool
+) -> None:
+    """Over tables split into Arrow chunks anywhere, with missing values anywhere and
+    tokens that may share their first 8 bytes, the count the validator acts on equals a
+    plain group-by whenever it matters (above the limit), and never exceeds it."""
+
+    def token(person: int, column: int) -> bytes:
+        head = b"\x00" * 8 if shared_prefix else person.to_bytes(8, "big")
+        return head + bytes([column]) + person.to_bytes(7, "big")
+
+    rows = len(people)
+    columns = {}
+    for c, name in enumerate(("a", "b")):
+        cells = [None if missing[(i + 7 * c) % 300] else token(p, c) for i, p in enumerate(people)]
+        array = pa.array(cells, pa.binary(16))
+        bounds = sorted({0, rows, *(x for x in cuts if x < rows)})
+        columns[name] = pa.chunked_array(
+            [array.slice(lo, hi - lo) for lo, hi in itertools.pairwise(bounds)],
+            pa.binary(16),
+        )
+    table = pa.table(columns)
+    exact = table.filter(pc.and_(pc.is_valid(table["a"]), pc.is_valid(table["b"])))
+    grouped = exact.group_by(["a", "b"]).aggregate([([], "count_all")])
+    truth = int(pc.max(grouped["count_all"]).as_py() or 0) if grouped.num_rows else 0
+    for allowed in (0, 1, 3):
+        fast = _most_repeated(table, ["a", "b"], allowed)
+        assert fast <= max(truth, allowed)
+        if truth > allowed:
+            assert fast == truth
