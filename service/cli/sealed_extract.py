@@ -1,9 +1,13 @@
 """Partner side of a sealed upload: drop ``row_ref``, frame, seal, and write the envelope.
 
-``pprl submit`` calls :func:`seal_extract` before a byte leaves the machine. The hashed
-Parquet is rewritten without ``row_ref`` (the partner's own row numbers stay local: the
-enclave does not need them) straight into a :class:`SealWriter`, so no unsealed copy is
-written anywhere; the sealed file is then streamed to the API with its envelope.
+``pprl submit`` calls :func:`seal_extract` before a byte leaves the machine. A hashed
+Parquet as `pprl hash` writes it is sealed as it is, behind a copy of its footer (so the
+enclave can check each row group while the upload is still arriving); an older extract
+with ``row_ref`` inside is rewritten without it (the partner's own row numbers stay
+local: the enclave does not need them) straight into a :class:`SealWriter`, so no
+unsealed copy is written anywhere, and its frame carries no footer copy (the footer is
+not known until the rewrite ends). The sealed file is then streamed to the API with its
+envelope.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from linkage.encode import read_manifest
 from linkage.spec import ROW_REF_COLUMN
-from service.crypto.envelope import Agreement, Envelope, frame_prefix, key_fingerprint
+from service.crypto.envelope import (
+    Agreement,
+    Envelope,
+    frame_prefix,
+    key_fingerprint,
+    parquet_tail,
+)
 from service.crypto.sealing import SealWriter
 
 __all__ = ["SealedExtract", "seal_extract"]
@@ -78,13 +88,21 @@ def seal_extract(
         rows_rejected=manifest.rows_rejected,
         tool_version=manifest.tool_version,
     )
+    rewrite = ROW_REF_COLUMN in pq.ParquetFile(source).schema_arrow.names
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as raw:
         sealed = _Hashing(raw)
         writer = SealWriter(sealed, recipient, chunk)  # type: ignore[arg-type]
-        writer.write(frame_prefix(agreement))
         parquet = _Hashing(writer)
-        _write_without_row_ref(source, parquet)
+        if rewrite:
+            writer.write(frame_prefix(agreement))
+            _write_without_row_ref(source, parquet)
+        else:
+            with source.open("rb") as fh:
+                writer.write(frame_prefix(agreement, _footer_copy(fh)))
+                fh.seek(0)
+                while block := fh.read(1 << 20):
+                    parquet.write(block)
         writer.close()
     envelope = Envelope(
         **{k: v for k, v in agreement.__dict__.items() if k != "format"},
@@ -96,13 +114,16 @@ def seal_extract(
     return SealedExtract(path=target, envelope=envelope)
 
 
+def _footer_copy(fh: BinaryIO) -> bytes:
+    """The Parquet file's footer (metadata, its length and the magic), read from its end."""
+    fh.seek(-8, os.SEEK_END)
+    size = parquet_tail(fh.read(8))
+    fh.seek(-size, os.SEEK_END)
+    return fh.read(size)
+
+
 def _write_without_row_ref(source: Path, sink: _Hashing) -> None:
     pf = pq.ParquetFile(source)
-    if ROW_REF_COLUMN not in pf.schema_arrow.names:
-        with source.open("rb") as fh:  # already without row numbers: send as written
-            while block := fh.read(1 << 20):
-                sink.write(block)
-        return
     keep = [n for n in pf.schema_arrow.names if n != ROW_REF_COLUMN]
     meta = {k: v for k, v in (pf.schema_arrow.metadata or {}).items() if k != b"ARROW:schema"}
     schema = pa.schema([pf.schema_arrow.field(n) for n in keep], metadata=meta)

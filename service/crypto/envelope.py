@@ -8,10 +8,16 @@ A partner's upload is one HTTP request::
     body: the sealed payload (see ``service.crypto.sealing``)
 
 The **payload** is sealed to the enclave's public key on the partner's machine. Its
-plaintext is ``FRAME_MAGIC | u32 length | agreement JSON | hashed Parquet``: the
-*agreement* (project, spec, key check value, disclosure-policy fingerprint, rows) is
-inside the seal, so the enclave reads what the partner agreed to from the partner's own
-bytes, not from the operator's database.
+plaintext is ``PPRLSUB2 | u32 length | agreement JSON | u32 length | footer copy |
+hashed Parquet``: the *agreement* (project, spec, key check value, disclosure-policy
+fingerprint, rows) is inside the seal, so the enclave reads what the partner agreed to
+from the partner's own bytes, not from the operator's database. The *footer copy* is
+the Parquet file's last bytes (its metadata, length and magic), sent first so that the
+enclave can decode and check each row group while the rest is still arriving
+(``service.worker.streaming``); the enclave checks the copy against the real footer
+before it believes anything it read through it. ``PPRLSUB1`` frames (no footer copy:
+older clients, the browser page, extracts rewritten on the fly) are still accepted and
+checked once complete.
 
 The **envelope** repeats the agreement in the clear and adds what the API needs to refuse
 early and to verify the stored bytes: the enclave key fingerprint it was sealed to, the
@@ -42,14 +48,18 @@ __all__ = [
     "ENVELOPE_FORMAT",
     "ENVELOPE_HEADER",
     "FRAME_MAGIC",
+    "FRAME_MAGIC_V2",
     "SEALED_MEDIA_TYPE",
     "Agreement",
     "Envelope",
     "EnvelopeError",
+    "Frame",
     "format_fingerprint",
     "frame_prefix",
     "key_fingerprint",
     "normalise_fingerprint",
+    "parquet_tail",
+    "read_frame_head",
     "split_frame",
 ]
 
@@ -58,7 +68,9 @@ SEALED_MEDIA_TYPE = "application/vnd.pprl.sealed"
 ENVELOPE_FORMAT = "pprl-envelope/1"
 AGREEMENT_FORMAT = "pprl-agreement/1"
 FRAME_MAGIC = b"PPRLSUB1"
+FRAME_MAGIC_V2 = b"PPRLSUB2"  # with the Parquet footer copied ahead of the file
 _MAX_AGREEMENT = 16 << 10
+_MAX_TAIL = 16 << 20  # a footer copy larger than this is refused (real ones are KBs)
 _MAX_HEADER = 8 << 10
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -218,19 +230,76 @@ def _fields(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
     return values
 
 
-def frame_prefix(agreement: Agreement) -> bytes:
-    """The bytes sealed before the Parquet: magic, length, agreement JSON."""
+def frame_prefix(agreement: Agreement, tail: bytes | None = None) -> bytes:
+    """The bytes sealed before the Parquet: magic, length, agreement JSON, and (``tail``
+    given: a ``PPRLSUB2`` frame) length and copy of the Parquet file's footer."""
     body = agreement.to_json()
-    return FRAME_MAGIC + struct.pack(">I", len(body)) + body
+    if tail is None:
+        return FRAME_MAGIC + struct.pack(">I", len(body)) + body
+    return (
+        FRAME_MAGIC_V2 + struct.pack(">I", len(body)) + body + struct.pack(">I", len(tail)) + tail
+    )
+
+
+def parquet_tail(last: bytes) -> int:
+    """How many bytes a Parquet file's footer copy takes, from the file's last 8 bytes
+    (u32 little-endian metadata length, ``PAR1``): the metadata plus those 8."""
+    if len(last) != 8 or last[4:] != b"PAR1":
+        raise EnvelopeError("the extract is not a Parquet file (no PAR1 at its end)")
+    return int.from_bytes(last[:4], "little") + 8
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A payload's frame: the agreement, the footer copy (None in a ``PPRLSUB1`` frame)
+    and where the Parquet starts in the plaintext."""
+
+    agreement: Agreement
+    tail: bytes | None
+    parquet_offset: int
+
+
+def read_frame_head(plaintext: bytes | memoryview) -> Frame | None:
+    """Parse the frame at the start of ``plaintext``, which may be only the first part of
+    the payload; None while more bytes are needed (raises :class:`EnvelopeError`)."""
+    view = memoryview(plaintext)
+    head = len(FRAME_MAGIC) + 4
+    if len(view) < head:
+        return None
+    magic = bytes(view[: len(FRAME_MAGIC)])
+    if magic not in (FRAME_MAGIC, FRAME_MAGIC_V2):
+        raise EnvelopeError("the sealed payload does not start with a pprl agreement")
+    (length,) = struct.unpack(">I", view[len(FRAME_MAGIC) : head])
+    if length > _MAX_AGREEMENT:
+        raise EnvelopeError("the sealed payload's agreement is truncated or too long")
+    if len(view) < head + length + (4 if magic == FRAME_MAGIC_V2 else 0):
+        return None
+    agreement = Agreement.from_json(bytes(view[head : head + length]))
+    offset = head + length
+    if magic == FRAME_MAGIC:
+        return Frame(agreement, None, offset)
+    (tail_length,) = struct.unpack(">I", view[offset : offset + 4])
+    if not 12 <= tail_length <= _MAX_TAIL:
+        raise EnvelopeError("the sealed payload's footer copy is truncated or too long")
+    offset += 4
+    if len(view) < offset + tail_length:
+        return None
+    return Frame(agreement, bytes(view[offset : offset + tail_length]), offset + tail_length)
 
 
 def split_frame(plaintext: bytes | memoryview) -> tuple[Agreement, memoryview]:
-    """Split an opened payload into its agreement and the Parquet bytes (no copy)."""
+    """Split a whole opened payload into its agreement and the Parquet bytes (no copy).
+
+    A footer copy must equal the Parquet's own last bytes (anything the enclave checked
+    through the copy holds for the file only then)."""
     view = memoryview(plaintext)
-    head = len(FRAME_MAGIC) + 4
-    if len(view) < head or bytes(view[: len(FRAME_MAGIC)]) != FRAME_MAGIC:
-        raise EnvelopeError("the sealed payload does not start with a pprl agreement")
-    (length,) = struct.unpack(">I", view[len(FRAME_MAGIC) : head])
-    if length > _MAX_AGREEMENT or head + length > len(view):
+    frame = read_frame_head(view)
+    if frame is None:
         raise EnvelopeError("the sealed payload's agreement is truncated or too long")
-    return Agreement.from_json(bytes(view[head : head + length])), view[head + length :]
+    parquet = view[frame.parquet_offset :]
+    if frame.tail is not None and (
+        len(frame.tail) > len(parquet)
+        or bytes(parquet[len(parquet) - len(frame.tail) :]) != frame.tail
+    ):
+        raise EnvelopeError("the sealed payload's footer copy differs from the extract's footer")
+    return frame.agreement, parquet

@@ -35,7 +35,13 @@ from linkage.spec import (
     token_columns,
 )
 
-__all__ = ["ExtractCheck", "ExtractRejected", "RepeatLimits", "check_extract"]
+__all__ = [
+    "ExtractCheck",
+    "ExtractChecker",
+    "ExtractRejected",
+    "RepeatLimits",
+    "check_extract",
+]
 
 _GUARD_SAMPLE = 20_000  # values per token column inspected by the plaintext guard
 _GUARD_SHARE = 0.01  # a random 16-byte token is printable ASCII with p ~ 1e-7
@@ -99,24 +105,137 @@ def check_extract(
     """Validate ``source`` (a file, or the opened payload in memory) against ``spec`` and
     the project's key check value (if fixed)."""
     buffer = source if isinstance(source, pa.Buffer) else pa.py_buffer(source.read_bytes())
-    size = buffer.size
-    if size == 0:
-        raise ExtractRejected("the upload is empty", "empty")
-    head, tail = buffer[:4].to_pybytes(), buffer[max(size - 4, 0) :].to_pybytes()
-    if head != b"PAR1" or tail != b"PAR1":
-        raise ExtractRejected(
-            "not a Parquet file (or a truncated one): upload the file `pprl hash` wrote",
-            "not_parquet",
-        )
-    try:
-        pf = pq.ParquetFile(pa.BufferReader(buffer))
-        meta = pf.metadata
-        schema = pf.schema_arrow
-    except (pa.ArrowInvalid, OSError, ValueError):
-        raise ExtractRejected(
-            "the Parquet file is corrupt (unreadable footer)", "corrupt"
-        ) from None
+    checker = ExtractChecker(buffer, spec, key_check_value, repeats)
+    checker.advance(buffer.size)
+    return checker.finish()
 
+
+class ExtractChecker:
+    """The checks of :func:`check_extract`, split so that they can run while the file
+    is still arriving (``service.worker.streaming``).
+
+    Constructing one checks the file's ends and footer (size, manifest, columns and
+    types); the buffer must be the file's full length, with at least its first 4 bytes
+    and its footer in place (a streamed upload's footer comes first, copied ahead of the
+    file). :meth:`advance` then checks each row group whose bytes all lie below
+    ``available``, in file order: the plaintext guard on the first rows, each group's
+    attributes, and each group's identity tokens folded for the repeat count, which
+    :meth:`finish` makes once every group is in. It reads nothing else, so bytes not
+    yet arrived are never read. Over a whole file the checks, their order and their
+    messages are those of :func:`check_extract`.
+    """
+
+    def __init__(
+        self,
+        buffer: pa.Buffer,
+        spec: Spec,
+        key_check_value: str | None,
+        repeats: RepeatLimits | None = None,
+    ) -> None:
+        self.spec = spec
+        size = buffer.size
+        if size == 0:
+            raise ExtractRejected("the upload is empty", "empty")
+        head, tail = buffer[:4].to_pybytes(), buffer[max(size - 4, 0) :].to_pybytes()
+        if head != b"PAR1" or tail != b"PAR1":
+            raise ExtractRejected(
+                "not a Parquet file (or a truncated one): upload the file `pprl hash` wrote",
+                "not_parquet",
+            )
+        try:
+            pf = pq.ParquetFile(pa.BufferReader(buffer))
+            meta = pf.metadata
+            schema = pf.schema_arrow
+        except (pa.ArrowInvalid, OSError, ValueError):
+            raise ExtractRejected(
+                "the Parquet file is corrupt (unreadable footer)", "corrupt"
+            ) from None
+        self.manifest = _check_footer(meta, schema, size, spec, key_check_value)
+        self.rows = meta.num_rows
+        self._expected = pa.schema([f for f in output_schema(spec) if f.name != ROW_REF_COLUMN])
+        # the columns are known good now: read string attributes as dictionaries
+        strings = [attribute_column(a.name) for a in spec.attributes if a.kind != "count"]
+        self._pf = pq.ParquetFile(pa.BufferReader(buffer), read_dictionary=strings)
+        self._ends = _row_group_ends(meta, size)
+        self._group_rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self._attributes = _attribute_checks(spec)
+        limits = repeats or RepeatLimits()
+        self._allowed = max(limits.floor, int(limits.share * self.rows))
+        # small extracts have honest duplicates: the count is only made above the floor
+        self._keys = _identity_keys(spec) if self.rows > self._allowed else []
+        self._folds: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in self._keys]
+        self._guarded = False
+        self._checked = 0  # row groups checked so far
+
+    @property
+    def done(self) -> bool:
+        """Every row group has been checked."""
+        return self._checked == len(self._ends)
+
+    def advance(self, available: int) -> None:
+        """Check, in order, every row group whose bytes all lie below ``available``."""
+        ready = self._checked
+        while ready < len(self._ends) and self._ends[ready] <= available:
+            ready += 1
+        if not self._guarded:
+            # the guard reads the first rows, as many as it samples (or all there are)
+            if ready < len(self._ends) and sum(self._group_rows[:ready]) < _GUARD_SAMPLE:
+                return
+            _plaintext_guard(self._pf, self._expected, ready)
+            self._guarded = True
+        for group in range(self._checked, ready):
+            self._check_group(group)
+        self._checked = ready
+
+    def finish(self) -> ExtractCheck:
+        """Count repeated identities over all row groups; the verdict on the file."""
+        if not self.done:
+            raise ValueError("finish() before every row group was checked")
+        for key, folds in zip(self._keys, self._folds, strict=True):
+            most = self._most_repeated(key, folds)
+            if most > self._allowed:
+                what = " + ".join(key)
+                raise ExtractRejected(
+                    f"one value of {what} appears in {most:,} of {self.rows:,} rows (at most "
+                    f"{self._allowed:,} allowed): an extract lists each person about once",
+                    "repeated_identity",
+                )
+        return ExtractCheck(manifest=self.manifest, rows=self.rows)
+
+    def _check_group(self, group: int) -> None:
+        try:
+            if self._attributes:
+                table = self._pf.read_row_group(group, columns=list(self._attributes))
+                _check_attributes(table, self._attributes)
+            columns = list(dict.fromkeys(c for key in self._keys for c in key))
+            if columns:
+                tokens = self._pf.read_row_group(group, columns=columns)
+                for key, folds in zip(self._keys, self._folds, strict=True):
+                    folds.append(_fold(tokens, key))
+        except (pa.ArrowInvalid, OSError):
+            raise ExtractRejected(
+                "the Parquet file is corrupt (unreadable data pages)", "corrupt"
+            ) from None
+
+    def _most_repeated(self, key: list[str], folds: list[tuple[np.ndarray, np.ndarray]]) -> int:
+        folded = np.concatenate([f for f, _ in folds]) if folds else np.zeros(0, np.uint64)
+        valid = np.concatenate([v for _, v in folds]) if folds else np.zeros(0, bool)
+        count, value = _top_fold(folded, valid, self._allowed)
+        if count <= self._allowed:
+            return count
+        try:  # rare: read the key's columns again and count the suspects exactly
+            table = self._pf.read(columns=key)
+        except (pa.ArrowInvalid, OSError):
+            raise ExtractRejected(
+                "the Parquet file is corrupt (unreadable data pages)", "corrupt"
+            ) from None
+        return _exact_count(table, key, valid & (folded == value))
+
+
+def _check_footer(
+    meta: pq.FileMetaData, schema: pa.Schema, size: int, spec: Spec, key_check_value: str | None
+) -> Manifest:
+    """The checks that need only the footer: size, manifest, columns and their types."""
     if meta.num_rows > _MAX_ROWS:
         raise ExtractRejected(
             f"too many rows ({meta.num_rows:,}; at most {_MAX_ROWS:,})", "too_big"
@@ -198,14 +317,36 @@ def check_extract(
             raise ExtractRejected(
                 f"column {field.name!r} has type {got}, expected {field.type}", "wrong_type"
             )
+    return manifest
 
-    # the columns are known good now: read string attributes as dictionaries
-    strings = [attribute_column(a.name) for a in spec.attributes if a.kind != "count"]
-    pf = pq.ParquetFile(pa.BufferReader(buffer), read_dictionary=strings)
-    _plaintext_guard(pf, expected)
-    _check_attributes(pf, spec)
-    _check_repeats(pf, spec, repeats or RepeatLimits())
-    return ExtractCheck(manifest=manifest, rows=meta.num_rows)
+
+#: bytes past a column chunk's declared end that a reader may still touch (Arrow pads
+#: the ranges of files from old writers by up to 100 bytes; coalesced reads stay within)
+_READ_MARGIN = 64 << 10
+
+
+def _row_group_ends(meta: pq.FileMetaData, size: int) -> list[int]:
+    """For each row group, the byte offset below which all of it lies (non-decreasing, so
+    groups are checked in order). A group whose declared ranges fall outside the file's
+    data area waits for the whole file: nothing is read from bytes not yet arrived."""
+    data_end = size - 8 - meta.serialized_size
+    ends, highest = [], 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        end = 0
+        for c in range(group.num_columns):
+            column = group.column(c)
+            start = column.data_page_offset
+            if column.has_dictionary_page and column.dictionary_page_offset:
+                start = min(start, column.dictionary_page_offset)
+            stop = start + column.total_compressed_size
+            if start < 4 or stop > data_end:
+                end = size
+                break
+            end = max(end, stop)
+        highest = max(highest, min(end + _READ_MARGIN, size))
+        ends.append(highest)
+    return ends
 
 
 def _identity_keys(spec: Spec) -> list[list[str]]:
@@ -220,31 +361,6 @@ def _identity_keys(spec: Spec) -> list[list[str]]:
     if len(triple) == len(_NAME_DOB):
         keys.append(triple)
     return keys
-
-
-def _check_repeats(pf: pq.ParquetFile, spec: Spec, limits: RepeatLimits) -> None:
-    rows = pf.metadata.num_rows
-    allowed = max(limits.floor, int(limits.share * rows))
-    if rows <= allowed:
-        return
-    keys = _identity_keys(spec)
-    if not keys:
-        return
-    try:  # every key column in one read (decoded in parallel)
-        table = pf.read(columns=list(dict.fromkeys(c for key in keys for c in key)))
-    except (pa.ArrowInvalid, OSError):
-        raise ExtractRejected(
-            "the Parquet file is corrupt (unreadable data pages)", "corrupt"
-        ) from None
-    for key in keys:
-        most = _most_repeated(table, key, allowed)
-        if most > allowed:
-            what = " + ".join(key)
-            raise ExtractRejected(
-                f"one value of {what} appears in {most:,} of {rows:,} rows (at most "
-                f"{allowed:,} allowed): an extract lists each person about once",
-                "repeated_identity",
-            )
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection on uint64
@@ -262,21 +378,38 @@ def _most_repeated(table: pa.Table, key: list[str], allowed: int) -> int:
     most frequent folded value counted again exactly, so a collision can never reject an
     honest file.
     """
+    folded, valid = _fold(table, key)
+    count, value = _top_fold(folded, valid, allowed)
+    if count <= allowed:
+        return count
+    return _exact_count(table, key, valid & (folded == value))
+
+
+def _fold(table: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``key`` folded to 64 bits, and whether the row holds every part of it."""
     folded = np.zeros(table.num_rows, dtype=np.uint64)
     valid = np.ones(table.num_rows, dtype=bool)
     for name in key:
         heads, present = _token_heads(table.column(name))
         folded = folded * _MIX ^ heads
         valid &= present
+    return folded, valid
+
+
+def _top_fold(folded: np.ndarray, valid: np.ndarray, allowed: int) -> tuple[int, int]:
+    """(rows sharing the most frequent folded value, that value); (0, 0) when too few
+    rows hold the key to exceed ``allowed`` at all."""
     if int(valid.sum()) <= allowed:
-        return 0
+        return 0, 0
     kept = np.sort(folded[valid])
     starts = np.flatnonzero(np.concatenate(([True], kept[1:] != kept[:-1], [True])))
     runs = np.diff(starts)
     top = int(runs.argmax())
-    if int(runs[top]) <= allowed:
-        return int(runs[top])
-    rows = valid & (folded == kept[starts[top]])
+    return int(runs[top]), int(kept[starts[top]])
+
+
+def _exact_count(table: pa.Table, key: list[str], rows: np.ndarray) -> int:
+    """The largest number of ``rows`` (a mask) holding exactly the same ``key`` values."""
     suspect = pa.Array.from_buffers(
         pa.bool_(), len(rows), [None, pa.py_buffer(np.packbits(rows, bitorder="little"))]
     )
@@ -308,12 +441,18 @@ def _token_heads(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(heads), np.concatenate(present)
 
 
-def _plaintext_guard(pf: pq.ParquetFile, expected: pa.Schema) -> None:
+def _plaintext_guard(pf: pq.ParquetFile, expected: pa.Schema, groups: int) -> None:
+    """The first rows (up to the sample size, from the first ``groups`` row groups) of
+    each token column must not be readable text."""
     token_cols = [f.name for f in expected if f.name.startswith("t_")]
-    if not token_cols or pf.metadata.num_rows == 0:
+    if not token_cols or pf.metadata.num_rows == 0 or groups == 0:
         return
     try:
-        batch = next(pf.iter_batches(batch_size=_GUARD_SAMPLE, columns=token_cols))
+        batch = next(
+            pf.iter_batches(
+                batch_size=_GUARD_SAMPLE, columns=token_cols, row_groups=list(range(groups))
+            )
+        )
     except StopIteration:
         return
     except (pa.ArrowInvalid, OSError):
@@ -338,7 +477,8 @@ def _readable_share(column: pa.Array) -> float:
     return float(np.mean(printable))
 
 
-def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
+def _attribute_checks(spec: Spec) -> dict[str, tuple[str, set[str] | None]]:
+    """What each attribute column may hold: ``(kind, allowed values)`` by column name."""
     checks: dict[str, tuple[str, set[str] | None]] = {}
     for attr in spec.attributes:
         column = attribute_column(attr.name)
@@ -352,46 +492,43 @@ def _check_attributes(pf: pq.ParquetFile, spec: Spec) -> None:
             checks[column] = (("sector" if attr.sector else "district") if uk else "short", None)
         else:
             checks[column] = ("count", None)
-    if not checks:
-        return
-    try:
-        for batch in pf.iter_batches(batch_size=65_536, columns=list(checks)):
-            for column, (kind, allowed) in checks.items():
-                arr = batch.column(column)
-                if kind == "count":
-                    # the minimum, not a comparison with pa.scalar(0): making a scalar
-                    # imports pandas (0.5 s in every validator child)
-                    lowest = pc.min(arr).as_py()
-                    if lowest is not None and lowest < 0:
-                        raise ExtractRejected(f"column {column!r} has negative counts", "attribute")
-                    continue
-                # judge the dictionary, never the expanded column: one long value
-                # referenced by every row must not be materialised once per row
-                values = arr.dictionary if pa.types.is_dictionary(arr.type) else pc.unique(arr)
-                longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
-                if longest and longest > _MAX_ATTRIBUTE_CHARS:
-                    raise ExtractRejected(
-                        f"column {column!r} holds a value of {longest:,} bytes (attributes are "
-                        "short codes: bands, districts, categories)",
-                        "attribute",
-                    )
-                distinct = [v for v in values.to_pylist() if v is not None]
-                if kind == "in":
-                    assert allowed is not None
-                    bad_values = [v for v in distinct if v not in allowed]
-                elif kind == "district":
-                    bad_values = [v for v in distinct if not _DISTRICT.fullmatch(v)]
-                elif kind == "sector":
-                    bad_values = [v for v in distinct if not _SECTOR.fullmatch(v)]
-                else:
-                    bad_values = [v for v in distinct if len(v) > 4]
-                if bad_values:
-                    raise ExtractRejected(
-                        f"column {column!r} holds {len(bad_values)} value(s) outside what the "
-                        "spec allows (attributes must be coarse: bands, districts, categories)",
-                        "attribute",
-                    )
-    except (pa.ArrowInvalid, OSError):
-        raise ExtractRejected(
-            "the Parquet file is corrupt (unreadable data pages)", "corrupt"
-        ) from None
+    return checks
+
+
+def _check_attributes(table: pa.Table, checks: dict[str, tuple[str, set[str] | None]]) -> None:
+    """One row group's attribute columns hold only what the spec allows."""
+    for column, (kind, allowed) in checks.items():
+        for arr in table.column(column).chunks:
+            if kind == "count":
+                # the minimum, not a comparison with pa.scalar(0): making a scalar
+                # imports pandas (0.5 s in every validator child)
+                lowest = pc.min(arr).as_py()
+                if lowest is not None and lowest < 0:
+                    raise ExtractRejected(f"column {column!r} has negative counts", "attribute")
+                continue
+            # judge the dictionary, never the expanded column: one long value
+            # referenced by every row must not be materialised once per row
+            values = arr.dictionary if pa.types.is_dictionary(arr.type) else pc.unique(arr)
+            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
+            if longest and longest > _MAX_ATTRIBUTE_CHARS:
+                raise ExtractRejected(
+                    f"column {column!r} holds a value of {longest:,} bytes (attributes are "
+                    "short codes: bands, districts, categories)",
+                    "attribute",
+                )
+            distinct = [v for v in values.to_pylist() if v is not None]
+            if kind == "in":
+                assert allowed is not None
+                bad_values = [v for v in distinct if v not in allowed]
+            elif kind == "district":
+                bad_values = [v for v in distinct if not _DISTRICT.fullmatch(v)]
+            elif kind == "sector":
+                bad_values = [v for v in distinct if not _SECTOR.fullmatch(v)]
+            else:
+                bad_values = [v for v in distinct if len(v) > 4]
+            if bad_values:
+                raise ExtractRejected(
+                    f"column {column!r} holds {len(bad_values)} value(s) outside what the "
+                    "spec allows (attributes must be coarse: bands, districts, categories)",
+                    "attribute",
+                )

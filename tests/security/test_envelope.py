@@ -22,6 +22,8 @@ from service.crypto.envelope import (
     frame_prefix,
     key_fingerprint,
     normalise_fingerprint,
+    parquet_tail,
+    read_frame_head,
     split_frame,
 )
 from service.crypto.sealing import SealError, SealWriter, open_bytes
@@ -110,12 +112,36 @@ def test_hostile_envelopes_fail_only_with_envelope_error(header: str | None) -> 
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(st.binary(max_size=400), st.booleans())
-def test_hostile_frames_fail_only_with_envelope_error(data: bytes, magic: bool) -> None:
-    if magic:
-        data = b"PPRLSUB1" + data
+@given(st.binary(max_size=400), st.sampled_from([b"", b"PPRLSUB1", b"PPRLSUB2"]))
+def test_hostile_frames_fail_only_with_envelope_error(data: bytes, magic: bytes) -> None:
+    data = magic + data
     try:
         agreement, _ = split_frame(data)
     except EnvelopeError:
-        return
-    assert isinstance(agreement, Agreement)
+        pass
+    else:
+        assert isinstance(agreement, Agreement)
+    for cut in range(0, len(data), 7):  # a prefix either parses, waits or is refused
+        try:
+            read_frame_head(data[:cut])
+        except EnvelopeError:
+            pass
+
+
+def test_a_footer_copy_must_be_the_extract_s_own_footer() -> None:
+    """A v2 frame carries the Parquet's last bytes ahead of it (checked while streaming):
+    the whole payload opens only if the copy equals the real footer."""
+    parquet = b"PAR1" + bytes(range(200)) + (20).to_bytes(4, "little") + b"PAR1"
+    tail = parquet[-parquet_tail(parquet[-8:]) :]
+    assert len(tail) == 28
+    framed = frame_prefix(AGREEMENT, tail) + parquet
+    agreement, rest = split_frame(framed)
+    assert agreement == AGREEMENT and bytes(rest) == parquet
+    frame = read_frame_head(framed)
+    assert frame is not None and frame.tail == tail and framed[frame.parquet_offset :] == parquet
+    assert read_frame_head(framed[: frame.parquet_offset - 1]) is None  # still arriving
+    forged = frame_prefix(AGREEMENT, tail[:-9] + b"\x01" + tail[-8:]) + parquet
+    with pytest.raises(EnvelopeError, match="footer copy differs"):
+        split_frame(forged)
+    with pytest.raises(EnvelopeError, match="no PAR1"):
+        parquet_tail(b"12345678")
