@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.audit.record import Actor, record
+from service.audit.record import Actor, draft, record_many
 from service.db import Database
 
 __all__ = ["AuditWriter"]
@@ -34,7 +34,7 @@ _MAX_BATCH = 500  # events per transaction: bounds one commit's time under a flo
 @dataclass
 class _Pending:
     fields: dict[str, Any]
-    context: contextvars.Context  # the request's id and client address, as record() reads them
+    context: contextvars.Context  # the request's id and client address, as draft() reads them
     loop: asyncio.AbstractEventLoop
     done: asyncio.Future[None]
 
@@ -95,9 +95,11 @@ class AuditWriter:
     def _write(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None
         try:
+            # checked and stamped before the transaction, which then holds the head (on
+            # SQLite, the write lock) only to chain and insert the batch
+            drafts = [item.context.run(draft, **item.fields) for item in batch]
             with self._db.transaction() as session:
-                for item in batch:
-                    item.context.run(record, session, **item.fields)
+                record_many(session, drafts)
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others: write each alone
                 for item in batch:

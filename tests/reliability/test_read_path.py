@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 
+from service import context
 from service.api.deps import AppState, audit_writer
 from service.audit import Actor
 from service.audit.review import AuditFilter, page, verify
@@ -140,6 +141,52 @@ def test_queued_events_share_commits_and_keep_their_order(service: Service) -> N
             AuditEvent.action == "test.read").order_by(AuditEvent.seq)).scalars())  # fmt: skip
     assert subjects == [f"n{i:02d}" for i in range(50)]  # in the order they were queued
     assert 1 <= len(commits) <= 5, len(commits)  # not one transaction per event
+
+
+def test_a_batch_locks_the_head_once_and_chains_its_events_in_queue_order(
+    service: Service,
+) -> None:
+    """Sixty reads queued together: each commit of the writer reads and moves the head
+    once and inserts its events in one statement (it took the head once per event), and
+    the events get consecutive numbers in queue order, each with its own request's id,
+    times that never run backwards, and a chain that verifies."""
+    state = _state(service)
+    writer_sql: list[str] = []
+    writer_commits: list[int] = []
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.current_thread().name == "audit-writer":
+            writer_sql.append(" ".join(statement.split()).upper())
+
+    def on_commit(_conn: Any) -> None:
+        if threading.current_thread().name == "audit-writer":
+            writer_commits.append(1)
+
+    event.listen(state.db.engine, "before_cursor_execute", on_statement)
+    event.listen(state.db.engine, "commit", on_commit)
+
+    async def read(i: int) -> None:
+        context.request_id.set(f"read-{i:02d}")  # this task's own context
+        await audit_writer(state).record(actor=Actor("reader", "analyst"), action="test.batch",
+                                         subject=f"n{i:02d}", details={"i": i})  # fmt: skip
+
+    async def many() -> None:
+        await asyncio.gather(*(read(i) for i in range(60)))
+
+    asyncio.run(many())
+    head_reads = [s for s in writer_sql if s.startswith("SELECT") and "FROM AUDIT_HEAD" in s]
+    inserts = [s for s in writer_sql if s.startswith("INSERT INTO AUDIT_EVENTS")]
+    assert 1 <= len(writer_commits) <= 5, len(writer_commits)
+    assert len(head_reads) == len(inserts) == len(writer_commits), writer_sql
+    with state.db.snapshot() as session:
+        rows = session.execute(select(AuditEvent).where(AuditEvent.action == "test.batch")
+                               .order_by(AuditEvent.seq)).scalars().all()  # fmt: skip
+        assert verify(session, state.audit_public_key).ok
+    assert [r.seq for r in rows] == list(range(rows[0].seq, rows[0].seq + 60))
+    assert [(r.subject, r.request_id, json.loads(r.details)) for r in rows] == [
+        (f"n{i:02d}", f"read-{i:02d}", {"i": i}) for i in range(60)
+    ]
+    assert [r.at for r in rows] == sorted(r.at for r in rows)
 
 
 def test_a_bad_event_fails_only_its_own_request(service: Service) -> None:
