@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     validation_timeout_seconds: float = Field(
         300.0, gt=0, description="wall-clock (and CPU) limit of the enclave's validator child"
     )
+    stream_validation: bool = Field(
+        True,
+        description="the enclave worker validates an upload while it arrives (each row "
+        "group as its bytes land), so the verdict is ready when the upload ends; off: "
+        "only once the submission is received",
+    )
     max_identity_share: float = Field(
         0.01,
         gt=0,

@@ -50,6 +50,7 @@ __all__ = [
     "FRAME_MAGIC",
     "FRAME_MAGIC_V2",
     "SEALED_MEDIA_TYPE",
+    "SIDECAR_SUFFIX",
     "Agreement",
     "Envelope",
     "EnvelopeError",
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 ENVELOPE_HEADER = "X-PPRL-Envelope"
+#: an upload's envelope waits beside its partial body in ``incoming/`` under this suffix
+#: (``<name>.envelope`` beside ``<name>.part``) while the body arrives
+SIDECAR_SUFFIX = ".envelope"
 SEALED_MEDIA_TYPE = "application/vnd.pprl.sealed"
 ENVELOPE_FORMAT = "pprl-envelope/1"
 AGREEMENT_FORMAT = "pprl-agreement/1"

@@ -35,6 +35,8 @@ __all__ = [
     "SealWriter",
     "open_bytes",
     "open_sealed",
+    "open_stream",
+    "opened_size",
     "seal_bytes",
     "seal_file",
     "seal_stream",
@@ -180,6 +182,21 @@ def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
     """
     with path.open("rb") as fh:
         yield from _open_stream(fh, private_key, path.name)
+
+
+def opened_size(sealed_size: int, chunk: int) -> int:
+    """How many plaintext bytes a well-formed sealed blob of ``sealed_size`` bytes in
+    ``chunk``-byte chunks holds (every chunk is full but the last, which may be empty
+    only when the whole plaintext is)."""
+    body = sealed_size - _HEADER
+    chunks = max(1, -(-body // (chunk + _TAG)))
+    return body - chunks * _TAG
+
+
+def open_stream(fh: BinaryIO, private_key: X25519PrivateKey, name: str) -> Iterator[bytes]:
+    """:func:`open_sealed` over any reader (e.g. one that waits for a file still being
+    written): each chunk is yielded once it authenticated."""
+    return _open_stream(fh, private_key, name)
 
 
 def _open_stream(fh: BinaryIO, private_key: X25519PrivateKey, name: str) -> Iterator[bytes]:

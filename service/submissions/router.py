@@ -25,6 +25,7 @@ from service.crypto.envelope import ENVELOPE_HEADER, SEALED_MEDIA_TYPE, Envelope
 from service.errors import NotFound, PayloadTooLarge, Unprocessable, error_responses
 from service.submissions import service
 from service.submissions.schemas import SubmissionOut
+from service.submissions.service import write_sidecar
 
 router = APIRouter(
     prefix="/v1/projects/{project_id}/submissions",
@@ -102,9 +103,13 @@ async def upload(
         )
         await audit_rejection("size_mismatch", detail, int(declared))
         raise Unprocessable(detail)
-    state.settings.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    incoming = state.settings.incoming_dir
+    incoming.mkdir(parents=True, exist_ok=True, mode=0o750)
     # the pid in the name lets a restarted server sweep uploads cut off by a crash
-    target = state.settings.incoming_dir / f"{uuid.uuid4()}-{os.getpid()}.part"
+    target = incoming / f"{uuid.uuid4()}-{os.getpid()}.part"
+    # the envelope beside it first: the enclave worker follows the body as it arrives
+    # (service.worker.streaming); it holds nothing the worker may not see
+    sidecar = write_sidecar(target, envelope)
     digest = hashlib.sha256()
     size = 0
     try:
@@ -129,6 +134,8 @@ async def upload(
         # client went away mid-upload (or the server is stopping): leave nothing behind
         target.unlink(missing_ok=True)
         raise
+    finally:
+        sidecar.unlink(missing_ok=True)
     if size != envelope.sealed_bytes or digest.hexdigest() != envelope.sealed_sha256:
         target.unlink(missing_ok=True)
         detail = (

@@ -26,7 +26,7 @@ from service.api.deps import AppState
 from service.audit import record
 from service.auth import Authenticated
 from service.auth.partners import partner_label
-from service.crypto.envelope import Envelope, format_fingerprint, key_fingerprint
+from service.crypto.envelope import SIDECAR_SUFFIX, Envelope, format_fingerprint, key_fingerprint
 from service.db.models import Partner, Principal, Project, Submission
 from service.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from service.processes import owned_by_other_live_process
@@ -45,14 +45,34 @@ __all__ = [
     "receive_upload",
     "submission_out",
     "sweep_incoming",
+    "write_sidecar",
 ]
 
 
+def write_sidecar(part: Path, envelope: Envelope) -> Path:
+    """Put ``envelope`` beside the upload ``part`` is about to receive (atomically, group
+    readable like the body), for the enclave worker to follow it; returns its path."""
+    sidecar = part.with_suffix(SIDECAR_SUFFIX)
+    tmp = part.with_name(f".{part.stem}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(envelope.to_json())
+        os.replace(tmp, sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sidecar
+
+
 def sweep_incoming(settings: Settings) -> int:
-    """Remove partial uploads left by server processes that no longer exist (kill -9)."""
+    """Remove partial uploads (and the envelopes beside them) left by server processes
+    that no longer exist (kill -9)."""
     removed = 0
-    for path in settings.incoming_dir.glob("*.part") if settings.incoming_dir.is_dir() else []:
-        if owned_by_other_live_process(path.stem):
+    incoming = settings.incoming_dir
+    for path in incoming.glob("*") if incoming.is_dir() else []:
+        if path.suffix not in (".part", SIDECAR_SUFFIX, ".tmp"):
+            continue
+        if owned_by_other_live_process(path.stem.lstrip(".")):
             continue
         path.unlink(missing_ok=True)
         removed += 1

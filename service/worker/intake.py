@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import select, update
@@ -33,7 +33,17 @@ from service.settings import Settings
 from service.worker.supervise import fork_server
 from service.worker.validator import run_job
 
-__all__ = ["Verdict", "judge_in_child", "validate_received"]
+if TYPE_CHECKING:
+    from service.worker.streaming import EarlyIntake
+
+__all__ = [
+    "Verdict",
+    "judge_in_child",
+    "judge_submission",
+    "project_job",
+    "project_terms",
+    "validate_received",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Verdict:
     key_check_value: str = ""
     tool_version: str = ""
     peak_rss_mb: float = 0.0  # the validator child's own peak
+    sealed_sha256: str = ""  # of the bytes a streaming child read (early intake)
 
 
 def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) -> Verdict:
@@ -103,11 +114,37 @@ def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) 
         key_check_value=str(verdict["key_check_value"]),
         tool_version=str(verdict["tool_version"]),
         peak_rss_mb=peak,
+        sealed_sha256=str(verdict.get("sealed_sha256", "")),
     )
 
 
+def project_job(project: Project) -> dict[str, Any]:
+    """What the validator checks an extract against: the project's terms now."""
+    return {
+        "project_id": project.id,
+        "spec_fingerprint": project.spec_fingerprint,
+        "spec_json": project.spec_json,
+        "key_check_value": project.key_check_value,
+        "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
+    }
+
+
+def project_terms(job: dict[str, Any]) -> tuple[Any, ...]:
+    """The terms a verdict on ``job`` holds under (an early verdict is used only under
+    the same ones)."""
+    expect = job["project"]
+    return (expect["project_id"], expect["spec_fingerprint"], expect["key_check_value"],
+            expect["policy_fingerprint"], job["max_identity_share"],
+            job["max_identity_floor"])  # fmt: skip
+
+
 def validate_received(
-    settings: Settings, db: Database, key: X25519PrivateKey, actor: Actor, batch: int = 20
+    settings: Settings,
+    db: Database,
+    key: X25519PrivateKey,
+    actor: Actor,
+    batch: int = 20,
+    early: EarlyIntake | None = None,
 ) -> int:
     """Judge every received submission, oldest first, ``batch`` at a time; returns how
     many were judged."""
@@ -125,15 +162,22 @@ def validate_received(
                 .all()
             )
         for submission_id in pending:
-            _judge_one(settings, db, key, actor, submission_id)
+            judge_submission(settings, db, key, actor, submission_id, early)
         judged += len(pending)
         if len(pending) < batch:
             return judged
 
 
-def _judge_one(
-    settings: Settings, db: Database, key: X25519PrivateKey, actor: Actor, submission_id: str
+def judge_submission(
+    settings: Settings,
+    db: Database,
+    key: X25519PrivateKey,
+    actor: Actor,
+    submission_id: str,
+    early: EarlyIntake | None = None,
 ) -> None:
+    """Judge one received submission (none other): with the acceptance a streaming child
+    reached for exactly its bytes under the same terms (``early``), else in a child now."""
     with db.snapshot() as session:
         sub = session.get(Submission, submission_id)
         if sub is None or sub.status != "received":
@@ -146,18 +190,14 @@ def _judge_one(
             "private_key": key.private_bytes_raw().hex(),
             "path": str(path),
             "envelope": sub.envelope_json or "{}",
-            "project": {
-                "project_id": project.id,
-                "spec_fingerprint": project.spec_fingerprint,
-                "spec_json": project.spec_json,
-                "key_check_value": project.key_check_value,
-                "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
-            },
+            "project": project_job(project),
             "max_identity_share": settings.max_identity_share,
             "max_identity_floor": settings.max_identity_repeats_floor,
         }
-        size = sub.bytes
-    verdict = judge_in_child(settings, job, size)
+        size, digest = sub.bytes, sub.sha256
+    verdict = early.take(digest, project_terms(job)) if early is not None else None
+    if verdict is None:
+        verdict = judge_in_child(settings, job, size)
     del job
     _decide(settings, db, actor, submission_id, verdict)
 

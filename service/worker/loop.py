@@ -27,10 +27,11 @@ from service.worker.enclave import (
     state_dir,
     sweep_stale_workdirs,
 )
-from service.worker.intake import validate_received
+from service.worker.intake import judge_submission, validate_received
 from service.worker.queue import Claim, claim_next, finish_failed, finish_with_results, renew
 from service.worker.spark import stop_worker_spark, sweep_spark_scratch
 from service.worker.state import EnclaveState, prune_states, store_state
+from service.worker.streaming import EarlyIntake
 from service.worker.supervise import run_limited, warm_fork_server
 
 __all__ = ["Worker"]
@@ -62,6 +63,7 @@ class Worker:
         self.key = load_enclave_private_key(settings.enclave_private_key_path)
         self.actor = Actor(f"worker:{socket.gethostname()}:{os.getpid()}", "enclave")
         self._last_purge = 0.0
+        self.early: EarlyIntake | None = None  # started by run_forever
         warm_fork_server()
         swept = sweep_stale_workdirs(settings) + sweep_spark_scratch(settings)
         if swept:
@@ -141,7 +143,10 @@ class Worker:
 
     def validate_received(self) -> int:
         """Open and judge received submissions (child process, limits); returns how many."""
-        return validate_received(self.settings, self.db, self.key, self.actor)
+        return validate_received(self.settings, self.db, self.key, self.actor, early=self.early)
+
+    def _judge_early(self, submission_id: str) -> None:
+        judge_submission(self.settings, self.db, self.key, self.actor, submission_id, self.early)
 
     def _heartbeat(self, claim: Claim, beat: _Heartbeat) -> None:
         interval = max(self.settings.run_lease_seconds / 3, 0.5)
@@ -175,6 +180,10 @@ class Worker:
         from service.audit.signer import start_signer
 
         start_signer(self.settings, self.db, stop)  # the signing key lives here, not in the API
+        if self.settings.stream_validation:
+            self.early = EarlyIntake(self.settings, self.db, self.key.private_bytes_raw().hex(),
+                                     decide=self._judge_early)  # fmt: skip
+            self.early.start(stop)
         log("worker started", worker=self.actor.name)
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:

@@ -1,7 +1,8 @@
 """The enclave's validator, run in a child process of the worker.
 
 The worker forks it from a fork server that has these modules imported
-(:func:`run_job`; ``service.worker.intake``), or it runs standalone as ``python -m
+(:func:`run_job`; ``service.worker.intake``, and ``service.worker.streaming`` for an
+upload still arriving, :func:`judge_stream`), or it runs standalone as ``python -m
 service.worker.validator --memory BYTES --cpu SECONDS`` with the job as JSON on stdin.
 Either way it first limits its own address space and CPU time, then opens the sealed
 payload in memory (the enclave private key arrives with the job, never on disk or the
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["judge", "main", "run_job"]
+__all__ = ["judge", "judge_stream", "main", "run_job"]
 
 
 class _Reject(Exception):
@@ -33,10 +36,8 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
     import pyarrow as pa
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from linkage.spec import parse_spec
     from service.crypto.envelope import Envelope, EnvelopeError, split_frame
     from service.crypto.sealing import SealError, open_sealed
-    from service.submissions.validate import ExtractRejected, RepeatLimits, check_extract
 
     try:
         key = X25519PrivateKey.from_private_bytes(bytes.fromhex(job["private_key"]))
@@ -46,55 +47,243 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
         except FileNotFoundError:
             raise _Reject("the sealed payload is missing from storage", "missing") from None
         except SealError:
-            raise _Reject(
-                "the sealed payload does not open with the enclave key (sealed to another "
-                "key, or altered in storage)",
-                "unsealable",
-            ) from None
+            raise _unsealable() from None
         try:
             agreement, parquet = split_frame(plaintext)
         except EnvelopeError as exc:
             raise _Reject(str(exc), "agreement") from None
-        if agreement != envelope.agreement():
-            raise _Reject(
-                "the sealed agreement differs from the envelope that came with it", "agreement"
-            )
+        _check_agreement(agreement, envelope, job["project"])
         if hashlib.sha256(parquet).hexdigest() != envelope.payload_sha256:
             raise _Reject("the sealed extract differs from the envelope's digest", "agreement")
-        expect = job["project"]
-        for field, label in (
-            ("project_id", "project"),
-            ("spec_fingerprint", "spec"),
-            ("policy_fingerprint", "disclosure policy"),
-        ):
-            if getattr(agreement, field) != expect[field]:
-                raise _Reject(f"the partner agreed to another {label} than the project's", field)
-        spec = parse_spec(expect["spec_json"])
-        limits = RepeatLimits(share=job["max_identity_share"], floor=job["max_identity_floor"])
         buffer = pa.py_buffer(parquet)
         del plaintext
-        try:
-            check = check_extract(buffer, spec, expect["key_check_value"], limits)
-        except ExtractRejected as exc:
-            raise _Reject(exc.detail, exc.reason) from None
-        manifest = check.manifest
-        if (manifest.spec_fingerprint, manifest.key_check_value, manifest.rows_written) != (
-            agreement.spec_fingerprint,
-            agreement.key_check_value,
-            agreement.rows,
-        ):
-            raise _Reject("the extract's manifest differs from the sealed agreement", "agreement")
-        return {
-            "ok": True,
-            "rows": check.rows,
-            "rows_rejected": manifest.rows_rejected,
-            "key_check_value": manifest.key_check_value,
-            "tool_version": manifest.tool_version,
-        }
+        return _accepted(_checker(buffer, job), agreement)
     except _Reject as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except MemoryError:
         return {"ok": False, "reason": "memory_limit", "detail": ""}
+
+
+def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
+    """:func:`judge` on an upload still arriving at ``job["path"]``: each sealed chunk is
+    opened as it lands and each row group checked once its bytes are in (a ``PPRLSUB2``
+    frame says where they lie; a ``PPRLSUB1`` one is checked when complete). The verdict
+    also carries ``sealed_sha256``, the digest of exactly the bytes read; an upload
+    abandoned half way answers ``abandoned``."""
+    import pyarrow as pa
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from service.crypto.envelope import Envelope, EnvelopeError, read_frame_head
+    from service.crypto.sealing import SealError, open_stream, opened_size
+    from service.submissions.validate import ExtractRejected
+
+    try:
+        key = X25519PrivateKey.from_private_bytes(bytes.fromhex(job["private_key"]))
+        envelope = Envelope.from_json(job["envelope"])
+        part, sidecar = Path(job["path"]), Path(job["sidecar"])
+        with _Growing(part, sidecar, envelope.sealed_bytes, job["arrival_seconds"]) as src:
+            plain: bytearray | None = None
+            filled, frame, checker, digest = 0, None, None, hashlib.sha256()
+            try:
+                for chunk in open_stream(src, key, "upload"):  # type: ignore[arg-type]
+                    if plain is None:  # the first chunk is full unless it is the only one
+                        plain = bytearray(opened_size(envelope.sealed_bytes, len(chunk)))
+                    plain[filled : filled + len(chunk)] = chunk
+                    filled += len(chunk)
+                    if frame is None:
+                        frame = read_frame_head(memoryview(plain)[:filled])
+                        if frame is None:
+                            continue
+                        _check_agreement(frame.agreement, envelope, job["project"])
+                        digest.update(memoryview(plain)[frame.parquet_offset : filled])
+                        if frame.tail is not None:  # the copy where the footer will land
+                            _place_tail(plain, frame.tail, filled)
+                    else:
+                        digest.update(chunk)
+                    start = frame.parquet_offset
+                    if checker is None and frame.tail is not None and filled >= start + 4:
+                        parquet = pa.py_buffer(memoryview(plain)[start:])
+                        checker = _checker_for(parquet, job)
+                    if checker is not None:
+                        checker.advance(filled - start)
+            except SealError:
+                raise _unsealable() from None
+            except EnvelopeError as exc:
+                raise _Reject(str(exc), "agreement") from None
+            except ExtractRejected as exc:
+                raise _Reject(exc.detail, exc.reason) from None
+            sealed_sha256 = src.sha256.hexdigest()
+        if plain is None or frame is None or filled != len(plain):
+            raise _Reject("the sealed payload is truncated", "agreement")
+        start = frame.parquet_offset
+        if frame.tail is not None and bytes(plain[len(plain) - len(frame.tail) :]) != frame.tail:
+            raise _Reject(
+                "the sealed payload's footer copy differs from the extract's footer", "agreement"
+            )
+        if digest.hexdigest() != envelope.payload_sha256:
+            raise _Reject("the sealed extract differs from the envelope's digest", "agreement")
+        if checker is None:
+            verdict = _accepted(
+                _checker(pa.py_buffer(memoryview(plain)[start:]), job), frame.agreement
+            )
+        else:
+            try:
+                checker.advance(len(plain) - start)
+            except ExtractRejected as exc:
+                raise _Reject(exc.detail, exc.reason) from None
+            verdict = _accepted(checker, frame.agreement)
+        return {**verdict, "sealed_sha256": sealed_sha256}
+    except _Abandoned:
+        return {"ok": False, "reason": "abandoned", "detail": ""}
+    except _Reject as exc:
+        return {"ok": False, "reason": exc.reason, "detail": exc.detail}
+    except MemoryError:
+        return {"ok": False, "reason": "memory_limit", "detail": ""}
+
+
+class _Abandoned(Exception):
+    """The upload stopped arriving: the API deleted its partial file, or it stalled."""
+
+
+class _Growing:
+    """A reader of an upload the API is still writing to ``path``, up to ``size`` bytes.
+
+    A read waits for its bytes. The stream ends (``_Abandoned``) when no more can come:
+    the file was unlinked (the API deletes a refused or broken upload), the API is done
+    with it (it removes the ``sidecar`` envelope when the body ends) and it is still
+    short, or nothing arrived for ``stall_seconds``. Hashes what it hands out."""
+
+    _POLL = 0.002
+
+    def __init__(self, path: Path, sidecar: Path, size: int, stall_seconds: float) -> None:
+        self.path, self.sidecar, self.size, self.stall = path, sidecar, size, stall_seconds
+        self.sha256 = hashlib.sha256()
+        self._pos = 0
+        self._fh: Any = None
+
+    def __enter__(self) -> _Growing:
+        deadline = time.monotonic() + self.stall
+        while self._fh is None:
+            try:
+                self._fh = self.path.open("rb", buffering=0)
+            except FileNotFoundError:
+                # already received and moved (the ordinary path judges it), or refused
+                if not self.sidecar.exists() or time.monotonic() > deadline:
+                    raise _Abandoned from None
+                time.sleep(self._POLL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, fewer only at ``size``."""
+        n = min(n, self.size - self._pos)
+        parts, wanted = [], n
+        last_growth = time.monotonic()
+        finished = False
+        while wanted:
+            data = self._fh.read(wanted)
+            if data:
+                parts.append(data)
+                wanted -= len(data)
+                last_growth = time.monotonic()
+                continue
+            if finished or os.fstat(self._fh.fileno()).st_nlink == 0:
+                raise _Abandoned
+            if not self.sidecar.exists():
+                finished = True  # one more read: bytes written just before it went
+                continue
+            if time.monotonic() - last_growth > self.stall:
+                raise _Abandoned
+            time.sleep(self._POLL)
+        out = b"".join(parts)
+        self._pos += len(out)
+        self.sha256.update(out)
+        return out
+
+
+def _place_tail(plain: bytearray, tail: bytes, filled: int) -> None:
+    """Put the footer copy at the end of the payload, where no real byte is yet."""
+    at = len(plain) - len(tail)
+    if at < 0:
+        raise _Reject("the sealed payload's footer copy is longer than the extract", "agreement")
+    low = max(filled, at)
+    plain[low:] = tail[low - at :]
+
+
+def _unsealable() -> _Reject:
+    return _Reject(
+        "the sealed payload does not open with the enclave key (sealed to another "
+        "key, or altered in storage)",
+        "unsealable",
+    )
+
+
+def _check_agreement(agreement: Any, envelope: Any, expect: dict[str, Any]) -> None:
+    """The sealed agreement is the envelope's and names the project's terms."""
+    if agreement != envelope.agreement():
+        raise _Reject(
+            "the sealed agreement differs from the envelope that came with it", "agreement"
+        )
+    for field, label in (
+        ("project_id", "project"),
+        ("spec_fingerprint", "spec"),
+        ("policy_fingerprint", "disclosure policy"),
+    ):
+        if getattr(agreement, field) != expect[field]:
+            raise _Reject(f"the partner agreed to another {label} than the project's", field)
+
+
+def _checker_for(buffer: Any, job: dict[str, Any]) -> Any:
+    """An ExtractChecker of ``buffer`` under the job's project (raises _Reject)."""
+    from linkage.spec import parse_spec
+    from service.submissions.validate import ExtractChecker, ExtractRejected, RepeatLimits
+
+    expect = job["project"]
+    limits = RepeatLimits(share=job["max_identity_share"], floor=job["max_identity_floor"])
+    try:
+        return ExtractChecker(
+            buffer, parse_spec(expect["spec_json"]), expect["key_check_value"], limits
+        )
+    except ExtractRejected as exc:
+        raise _Reject(exc.detail, exc.reason) from None
+
+
+def _checker(buffer: Any, job: dict[str, Any]) -> Any:
+    """Every check of the whole extract in ``buffer``; the finished checker."""
+    from service.submissions.validate import ExtractRejected
+
+    checker = _checker_for(buffer, job)
+    try:
+        checker.advance(buffer.size)
+    except ExtractRejected as exc:
+        raise _Reject(exc.detail, exc.reason) from None
+    return checker
+
+
+def _accepted(checker: Any, agreement: Any) -> dict[str, Any]:
+    """The verdict on a checked extract whose manifest must match the sealed agreement."""
+    from service.submissions.validate import ExtractRejected
+
+    try:
+        check = checker.finish()
+    except ExtractRejected as exc:
+        raise _Reject(exc.detail, exc.reason) from None
+    manifest = check.manifest
+    if (manifest.spec_fingerprint, manifest.key_check_value, manifest.rows_written) != (
+        agreement.spec_fingerprint,
+        agreement.key_check_value,
+        agreement.rows,
+    ):
+        raise _Reject("the extract's manifest differs from the sealed agreement", "agreement")
+    return {
+        "ok": True,
+        "rows": check.rows,
+        "rows_rejected": manifest.rows_rejected,
+        "key_check_value": manifest.key_check_value,
+        "tool_version": manifest.tool_version,
+    }
 
 
 def _limit_self(argv: list[str]) -> None:
@@ -114,7 +303,7 @@ def run_job(conn: Any, memory: int, cpu: int, job: dict[str, Any]) -> None:
     interpreter start-up per submission): limit this process, judge, send the verdict."""
     _limit_self(["--memory", str(memory), "--cpu", str(cpu)])
     try:
-        verdict = judge(job)
+        verdict = judge_stream(job) if job.get("stream") else judge(job)
     except MemoryError:
         verdict = {"ok": False, "reason": "memory_limit", "detail": ""}
     except Exception as exc:  # the type only: a message could quote the file
