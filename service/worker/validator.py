@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import resource
 import sys
@@ -82,12 +83,16 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
         envelope = Envelope.from_json(job["envelope"])
         part, sidecar = Path(job["path"]), Path(job["sidecar"])
         with _Growing(part, sidecar, envelope.sealed_bytes, job["arrival_seconds"]) as src:
-            plain: bytearray | None = None
+            plain: mmap.mmap | None = None
             filled, frame, checker, digest = 0, None, None, hashlib.sha256()
             try:
                 for chunk in open_stream(src, key, "upload"):  # type: ignore[arg-type]
                     if plain is None:  # the first chunk is full unless it is the only one
-                        plain = bytearray(opened_size(envelope.sealed_bytes, len(chunk)))
+                        # anonymous memory is zero pages until written: what the child
+                        # holds grows with what arrived, not with the size declared
+                        plain = mmap.mmap(
+                            -1, max(opened_size(envelope.sealed_bytes, len(chunk)), 1)
+                        )
                     plain[filled : filled + len(chunk)] = chunk
                     filled += len(chunk)
                     if frame is None:
@@ -165,12 +170,16 @@ class _Growing:
         deadline = time.monotonic() + self.stall
         while self._fh is None:
             try:
-                self._fh = self.path.open("rb", buffering=0)
+                # never through a link: only a file the API itself created in incoming/
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+                self._fh = os.fdopen(fd, "rb", buffering=0)
             except FileNotFoundError:
                 # already received and moved (the ordinary path judges it), or refused
                 if not self.sidecar.exists() or time.monotonic() > deadline:
                     raise _Abandoned from None
                 time.sleep(self._POLL)
+            except OSError:  # a link, or not ours to read: left to the ordinary path
+                raise _Abandoned from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -203,7 +212,7 @@ class _Growing:
         return out
 
 
-def _place_tail(plain: bytearray, tail: bytes, filled: int) -> None:
+def _place_tail(plain: mmap.mmap, tail: bytes, filled: int) -> None:
     """Put the footer copy at the end of the payload, where no real byte is yet."""
     at = len(plain) - len(tail)
     if at < 0:

@@ -337,7 +337,9 @@ def _pprl() -> list[str]:
 def _wait_for(done: Any, seconds: float, show: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while not done():
-        assert time.monotonic() < deadline, f"timed out; {show}: {list(show.iterdir()) if show else ''}"
+        assert time.monotonic() < deadline, (
+            f"timed out; {show}: {list(show.iterdir()) if show else ''}"
+        )
         time.sleep(0.05)
 
 
@@ -404,3 +406,38 @@ def test_the_worker_decides_an_upload_while_it_arrives(
     judged = _events(log, "submission judged")
     assert [(e["submission"], e["verdict"]) for e in judged] == [(receipt.json()["id"], "accepted")]
     assert ("submission.accepted", "ok") in s.audit_actions()
+
+
+def test_a_declared_size_reserves_no_memory_and_links_are_not_followed(
+    hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    """A partner may declare a 2 GB upload and send a trickle: the child that follows it
+    holds what arrived, not what was declared. And the child opens only a file the API
+    made: a link planted in incoming/ (say, to the enclave's key) is not followed."""
+    from dataclasses import replace as swap
+
+    from service.settings import Settings
+    from service.worker.intake import judge_in_child
+
+    envelope, body = _sealed(_regroup(hashed_extracts["housing"].read_bytes()), chunk=16 << 10)
+    huge = swap(envelope, sealed_bytes=2 << 30)
+    part, sidecar, writer = _arriving(tmp_path, body[: len(body) // 2], seed=11, stop_at=1.0)
+    writer.join(10)  # half the body, then the API deletes both (as for a broken upload)
+    sidecar.write_text("{}")  # ... but say the envelope stayed: the child must not wait long
+    part.write_bytes(body[: len(body) // 2])
+    settings = Settings(data_dir=tmp_path / "data")
+    job = _job(huge, part, sidecar=str(sidecar), stream=True, arrival_seconds=1)
+    verdict = judge_in_child(settings, job, huge.sealed_bytes)
+    assert (verdict.ok, verdict.reason) == (False, "abandoned"), verdict
+    assert 0 < verdict.peak_rss_mb < 400, verdict  # 2 GB declared, a few hundred KB held
+
+    secret = tmp_path / "enclave.key"
+    secret.write_bytes(b"not for anyone")
+    link = tmp_path / "planted.part"
+    link.symlink_to(secret)
+    (tmp_path / "planted.envelope").write_text("{}")
+    job = _job(envelope, link, sidecar=str(tmp_path / "planted.envelope"), stream=True,
+               arrival_seconds=5)  # fmt: skip
+    started = time.monotonic()
+    assert judge_stream(job) == {"ok": False, "reason": "abandoned", "detail": ""}
+    assert time.monotonic() - started < 2
