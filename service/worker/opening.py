@@ -49,4 +49,13 @@ def open_accepted(
             f"{partner}'s submission was made under another disclosure policy than the one "
             "in force: it must review the policy and submit again"
         )
-    return pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))
+    try:
+        return pq.read_table(pa.BufferReader(pa.py_buffer(parquet)))
+    except (pa.ArrowInvalid, OSError):
+        # the validator decodes the columns it checks, not every token column: a page
+        # corrupt elsewhere surfaces here. Naming the partner says nothing about anyone
+        # else's data, and tells the project who must submit again
+        raise SubmissionUnusable(
+            f"{partner}'s submission has a corrupt data page and cannot be read: it must "
+            "hash and submit its extract again"
+        ) from None

@@ -441,3 +441,25 @@ def test_a_declared_size_reserves_no_memory_and_links_are_not_followed(
     started = time.monotonic()
     assert judge_stream(job) == {"ok": False, "reason": "abandoned", "detail": ""}
     assert time.monotonic() - started < 2
+
+
+def test_a_page_corrupt_where_the_validator_does_not_read_names_its_partner(
+    hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    """The validator decodes the columns it checks (identity tokens, attributes), not
+    every token column: a page corrupt elsewhere is accepted, and the run that opens it
+    fails with a sentence naming the partner that must submit again."""
+    from service.worker.opening import SubmissionUnusable, open_accepted
+
+    data = bytearray(_copies(hashed_extracts["housing"], 100))
+    meta = pq.read_metadata(io.BytesIO(bytes(data)))
+    column = meta.schema.to_arrow_schema().get_field_index("t_forename_prefix3")
+    last = meta.row_group(meta.num_row_groups - 1)  # past the guard's first 20,000 rows
+    at = last.column(column).data_page_offset + 4
+    data[at : at + 48] = b"\xff" * 48
+    envelope, body = _sealed(bytes(data))
+    assert _whole(tmp_path, envelope, body)["ok"] is True  # the gap this test pins down
+    blob = tmp_path / "accepted.sealed"
+    blob.write_bytes(body)
+    with pytest.raises(SubmissionUnusable, match="housing's submission has a corrupt data page"):
+        open_accepted(blob, KEY, _project()["id"], POLICY, "housing")
