@@ -119,7 +119,8 @@ class SealWriter:
             raise ValueError("write to a closed SealWriter")
         self._pending += data
         while len(self._pending) > self._chunk:
-            self._emit(bytes(self._pending[: self._chunk]), last=False)
+            with memoryview(self._pending) as view:  # sealed from the buffer, no copy
+                self._emit(view[: self._chunk], last=False)
             del self._pending[: self._chunk]
         self._written += len(data)
         return len(data)
@@ -140,7 +141,7 @@ class SealWriter:
             self._pending.clear()
             self.closed = True
 
-    def _emit(self, plain: bytes, last: bool) -> None:
+    def _emit(self, plain: bytes | memoryview, last: bool) -> None:
         self._sink.write(self._aead.encrypt(_nonce(self._index, last), plain, self._header))
         self._index += 1
 
