@@ -116,7 +116,9 @@ def denial_gate(state: AppState) -> DenialGate:
     return state.denials
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """The app's state. ``async`` because FastAPI runs a plain ``def`` dependency in the
+    threadpool: this one, in every request, was a thread hand-off for an attribute read."""
     state: AppState = request.app.state.pprl
     return state
 

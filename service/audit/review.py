@@ -8,17 +8,29 @@ DPO), never against a key stored beside the data it protects.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic_core import from_json, to_json
-from sqlalchemy import Select, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from service.audit.chain import HASHED_FIELDS, ChainReport, event_hash, verify_events
@@ -53,7 +65,8 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def event_dict(e: AuditEvent) -> dict[str, Any]:
+def event_dict(e: AuditEvent | Row[Any]) -> dict[str, Any]:
+    """An event as hashed, from its ORM object or a row of the events table."""
     # pydantic-core's parser: about 4x faster than json.loads on these small documents,
     # which was most of an audit page's cost
     return {
@@ -64,56 +77,118 @@ def event_dict(e: AuditEvent) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
-    if f.project_id:
-        query = query.where(AuditEvent.project_id == f.project_id)
-    if f.actor:
-        query = query.where(AuditEvent.actor == f.actor)
-    if f.action:
-        query = query.where(AuditEvent.action.startswith(f.action))
-    if f.outcome:
-        query = query.where(AuditEvent.outcome == f.outcome)
+_EVENTS = AuditEvent.__table__
+_HEAD = AuditHead.__table__
+# each filter field (and a page's ``before``) as a condition whose value is bound under
+# the field's name: a page's statements depend only on which fields are set (its shape)
+_CONDITIONS: dict[str, ColumnElement[bool]] = {
+    "project_id": _EVENTS.c.project_id == bindparam("project_id"),
+    "actor": _EVENTS.c.actor == bindparam("actor"),
+    "action": _EVENTS.c.action.startswith(bindparam("action")),
+    "outcome": _EVENTS.c.outcome == bindparam("outcome"),
+    "since": _EVENTS.c.at >= bindparam("since"),
+    "until": _EVENTS.c.at <= bindparam("until"),
+    "before": _EVENTS.c.seq < bindparam("before"),
+}
+
+
+def _bound(f: AuditFilter, before: int | None) -> dict[str, Any]:
+    """The values of the filter's set fields and of ``before``, by their bound names."""
+    values: dict[str, Any] = {
+        name: value
+        for name in ("project_id", "actor", "action", "outcome")
+        if (value := getattr(f, name))
+    }
     if f.since:
-        query = query.where(AuditEvent.at >= f.since.isoformat())
+        values["since"] = f.since.isoformat()
     if f.until:
-        query = query.where(AuditEvent.at <= f.until.isoformat())
-    return query
+        values["until"] = f.until.isoformat()
+    if before is not None:
+        # a sequence number is a 64-bit integer; a page link edited by hand may not be
+        values["before"] = max(0, min(before, 2**63 - 1))
+    return values
 
 
-def _total(session: Session, f: AuditFilter) -> int:
-    if f == AuditFilter():
+@dataclass(frozen=True)
+class _PageQueries:
+    total: Select[Any]  # the number of events the filter finds
+    page: Select[Any]  # that number and the page's (seq, hash) pairs as one text
+    rows: Select[Any]  # the page's pairs as rows
+
+
+@functools.cache  # at most one entry per shape: 2**7
+def _queries(shape: tuple[str, ...]) -> _PageQueries:
+    """The statements of a page of this shape, built once.
+
+    Building a statement, and the cache key SQLAlchemy derives from it, cost more than
+    running it; a statement kept here keeps both. Every value is bound at execution.
+    """
+    filters = [_CONDITIONS[name] for name in shape if name != "before"]
+    if filters:
+        total = select(func.count()).select_from(_EVENTS).where(*filters)
+    else:
         # unfiltered: the sequence is gap-free from 1, so the head is the count (a count(*)
         # over a million events on every page load was the page's largest cost at scale)
-        total = session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one()
-    else:
-        total = session.execute(
-            _filtered(select(func.count()).select_from(AuditEvent), f)
-        ).scalar_one()
-    return int(total)
+        total = select(_HEAD.c.seq).where(_HEAD.c.id == 1)
+    rows = (
+        select(_EVENTS.c.seq, _EVENTS.c.hash)
+        .where(*(_CONDITIONS[name] for name in shape))
+        .order_by(_EVENTS.c.seq.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    newest = rows.subquery()
+    # one row: the total and the pairs as one text, "seq hash,seq hash,...". SQLite's
+    # driver lets go of the GIL at every statement and every row it steps to, and under
+    # load each time another thread took it (a context switch): reading the total and a
+    # hundred rows cost some 120 switches a page
+    pairs = select(func.aggregate_strings(cast(newest.c.seq, String) + " " + newest.c.hash, ","))
+    page = select(total.scalar_subquery(), pairs.scalar_subquery())
+    return _PageQueries(total, page, rows)
 
 
-def _before(query: Select[Any], before: int | None) -> Select[Any]:
-    if before is None:
-        return query
-    # a sequence number is a 64-bit integer; a page link edited by hand may not be
-    return query.where(AuditEvent.seq < max(0, min(before, 2**63 - 1)))
+_PAIR = re.compile(r"(\d+) ([0-9a-f]{64})")
+
+
+def _pairs(text: str | None) -> list[tuple[int, str]] | None:
+    """The (seq, hash) pairs in ``text``, newest first; None if an item is not a number
+    and a hash (a hash edited in the database can hold anything, commas too)."""
+    pairs = []
+    for item in text.split(",") if text else ():
+        match = _PAIR.fullmatch(item)
+        if match is None:
+            return None
+        pairs.append((int(match[1]), match[2]))
+    return sorted(pairs, reverse=True)  # the aggregate's order is not guaranteed
+
+
+def _total(session: Session, values: dict[str, Any]) -> int:
+    query = _queries(tuple(values)).total
+    return int(session.connection().execute(query, values).scalar_one())
 
 
 def page(
     session: Session, f: AuditFilter, *, limit: int, before: int | None
 ) -> tuple[list[dict[str, Any]], int]:
     """Newest first, ``limit`` events with seq < ``before``; and the filtered total."""
-    total = _total(session, f)
-    query = _before(_filtered(select(AuditEvent), f), before)
-    rows = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars()
-    return [event_dict(e) for e in rows], total
+    values = _bound(f, before)
+    query = (
+        select(AuditEvent)
+        .where(*(_CONDITIONS[name] for name in values))
+        .order_by(AuditEvent.seq.desc())
+        .limit(limit)
+    )
+    rows = session.execute(query, values).scalars()
+    return [event_dict(e) for e in rows], _total(session, values)
 
 
 class EventJson(Protocol):
     """Where :func:`page_json` keeps events' JSON between pages (an LRU map)."""
 
-    def get(self, key: tuple[int, str]) -> bytes | None: ...
+    def get_many(self, keys: list[tuple[int, str]]) -> list[bytes | None]: ...
     def put(self, key: tuple[int, str], value: bytes) -> None: ...
+
+
+_MISSING = select(_EVENTS).where(_EVENTS.c.seq.in_(bindparam("seqs", expanding=True)))
 
 
 def page_json(
@@ -127,16 +202,18 @@ def page_json(
     matches its hash is kept; a row changed since it was kept under an unchanged hash is
     shown as it was (its edit is for verification to catch, which reads the database).
     """
-    total = _total(session, f)
-    query = cast("Select[Any]", select(AuditEvent.seq, AuditEvent.hash))
-    query = _before(_filtered(query, f), before)
-    keys = [(int(seq), str(h)) for seq, h in session.execute(
-        query.order_by(AuditEvent.seq.desc()).limit(limit))]  # fmt: skip
-    parts: dict[tuple[int, str], bytes | None] = {key: known.get(key) for key in keys}
+    values = _bound(f, before)
+    # Core on the session's connection: these rows are plain values, not ORM objects
+    conn = session.connection()
+    queries, bound = _queries(tuple(values)), {**values, "limit": limit}
+    total, text = conn.execute(queries.page, bound).one()
+    keys = _pairs(text)
+    if keys is None:  # an edited hash: read the pairs as rows
+        keys = [(seq, h) for seq, h in conn.execute(queries.rows, bound)]
+    parts = dict(zip(keys, known.get_many(keys), strict=True))
     missing = [seq for (seq, _h), part in parts.items() if part is None]
     if missing:
-        rows = session.execute(select(AuditEvent).where(AuditEvent.seq.in_(missing))).scalars()
-        for row in rows:
+        for row in conn.execute(_MISSING, {"seqs": missing}):
             event = event_dict(row)
             fresh = to_json(event)
             parts[(row.seq, row.hash)] = fresh

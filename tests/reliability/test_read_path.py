@@ -12,12 +12,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, text, update
 
 from service import context
+from service.api.cache import Lru
 from service.api.deps import AppState, audit_writer
-from service.audit import Actor
-from service.audit.review import AuditFilter, page, verify
+from service.audit import Actor, record
+from service.audit.review import AuditFilter, event_dict, page, page_json, verify
 from service.auth.recent import RecentTokens
 from service.db.models import AuditEvent, Principal, Result, Run
 from tests.service_fixtures import Service
@@ -232,6 +233,81 @@ def test_the_audit_page_is_the_stored_events_and_follows_new_ones(
         assert body["next_before"] == (last if len(events) == limit and last > 1 else None)
     newest = s.http.get("/v1/audit?limit=1", headers=dpo).json()["events"][0]
     assert newest["action"] == "results.read"
+
+
+def test_every_shape_of_filter_pages_the_events_a_plain_filter_finds(service: Service) -> None:
+    """The page's statements are built once per shape of filter (which fields are set)
+    and their values bound at each request: every combination of filters, with and
+    without ``before``, pages what filtering all stored events in Python finds, and so
+    does the same shape again with other values (its statements kept from before)."""
+    state = _state(service)
+    with state.db.transaction() as session:
+        for i in range(40):
+            record(session, actor=Actor(("alice", "bob")[i % 2], "analyst"),
+                   action=("results.read", "run.requested", "results.released")[i % 3],
+                   project_id=("p1", "p2", None)[i // 2 % 3], subject=f"n{i}",
+                   outcome=("ok", "denied")[i % 5 == 0])  # fmt: skip
+    with state.db.snapshot() as session:
+        stored = [event_dict(e) for e in session.execute(select(AuditEvent)).scalars()]
+    ats = sorted(e["at"] for e in stored)
+    fields = ("project_id", "actor", "action", "outcome", "since", "until", "before")
+    known: Lru[tuple[int, str], bytes] = Lru(1000)
+
+    def check(given: dict[str, Any], limit: int) -> None:
+        f = AuditFilter(**{k: v for k, v in given.items() if k != "before"})
+        found = [
+            e for e in stored
+            if all(e[k] == given[k] for k in ("project_id", "actor", "outcome") if k in given)
+            and e["action"].startswith(given.get("action", ""))
+            and ("since" not in given or e["at"] >= given["since"].isoformat())
+            and ("until" not in given or e["at"] <= given["until"].isoformat())
+        ]  # fmt: skip
+        shown = [e for e in found if e["seq"] < given.get("before", 2**63)]
+        shown = sorted(shown, key=lambda e: -e["seq"])[:limit]
+        with state.db.snapshot() as session:
+            body = json.loads(page_json(session, f, limit=limit, before=given.get("before"),
+                                        known=known))  # fmt: skip
+        assert body["events"] == shown, given
+        assert body["total"] == len(found), given
+        more = len(shown) == limit and shown[-1]["seq"] > 1
+        assert body["next_before"] == (shown[-1]["seq"] if more else None), given
+
+    for mask in range(2 ** len(fields)):
+        names = [name for bit, name in enumerate(fields) if mask >> bit & 1]
+        for values in (
+            {"project_id": "p1", "actor": "alice", "action": "results.", "outcome": "ok",
+             "since": datetime.fromisoformat(ats[5]), "until": datetime.fromisoformat(ats[35]),
+             "before": 30},
+            {"project_id": "p2", "actor": "bob", "action": "run.", "outcome": "denied",
+             "since": datetime.fromisoformat(ats[0]), "until": datetime.fromisoformat(ats[20]),
+             "before": 12},
+        ):  # fmt: skip
+            check({name: values[name] for name in names}, limit=7)
+
+
+def test_a_page_shows_hashes_edited_in_the_database_as_stored(service: Service) -> None:
+    """The page reads its (seq, hash) pairs as one text; a hash edited in the database
+    into something that text cannot carry (a comma) is still shown as it is stored."""
+    state = _state(service)
+    with state.db.transaction() as session:
+        for i in range(5):
+            record(session, actor=Actor("a", "analyst"), action="test.edit", subject=f"n{i}")
+    known: Lru[tuple[int, str], bytes] = Lru(100)
+    with state.db.snapshot() as session:  # the events' JSON is kept under their hashes
+        page_json(session, AuditFilter(), limit=3, before=None, known=known)
+    with state.db.engine.begin() as conn:
+        if state.db.is_sqlite:
+            conn.execute(text("DROP TRIGGER audit_events_no_update"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
+        newest = conn.execute(select(func.max(AuditEvent.seq))).scalar_one()
+        for seq, edited in ((newest, "edited, with a comma"), (newest - 1, "f" * 64)):
+            conn.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(hash=edited))
+    with state.db.snapshot() as session:
+        body = json.loads(page_json(session, AuditFilter(), limit=3, before=None, known=known))
+        events, total = page(session, AuditFilter(), limit=3, before=None)
+    assert [e["hash"] for e in body["events"][:2]] == ["edited, with a comma", "f" * 64]
+    assert body["events"] == events and body["total"] == total
 
 
 def test_a_token_revoked_here_is_refused_at_once(project_service: Service) -> None:
