@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.cache import Lru
+from service.api.shared import SharedReads
 from service.audit import Actor, record
 from service.audit.denials import DenialGate
 from service.audit.writer import AuditWriter
@@ -88,6 +89,8 @@ class AppState:
     # immutable things served often: releases by run id, audit events' JSON by (seq, hash)
     releases: Lru[str, Release] = field(default_factory=lambda: Lru(64))
     event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
+    # audit pages being read, joined by the requests for the same page until they begin
+    page_reads: SharedReads[Hashable, bytes] = field(default_factory=SharedReads)
     # valid tokens checked in the last second (see service.auth.recent for why that is safe)
     recent: recent_tokens.RecentTokens = field(default_factory=recent_tokens.RecentTokens)
     # (caller, project, run) found allowed to read that run's release, with the run and

@@ -9,14 +9,17 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import event, func, select, text, update
 
 from service import context
 from service.api.cache import Lru
 from service.api.deps import AppState, audit_writer
+from service.api.shared import SharedReads
 from service.audit import Actor, record
 from service.audit.review import AuditFilter, event_dict, page, page_json, verify
 from service.auth.recent import RecentTokens
@@ -308,6 +311,65 @@ def test_a_page_shows_hashes_edited_in_the_database_as_stored(service: Service) 
         events, total = page(session, AuditFilter(), limit=3, before=None)
     assert [e["hash"] for e in body["events"][:2]] == ["edited, with a comma", "f" * 64]
     assert body["events"] == events and body["total"] == total
+
+
+def test_identical_pages_asked_for_together_share_one_read_that_begins_after_them(
+    service: Service,
+) -> None:
+    """Five requests for a page queued together get one read, which sees an event
+    committed while they waited; a request that comes once a read began is not given
+    that read (it could predate the request) but reads anew."""
+    state = _state(service)
+    shared: SharedReads[str, bytes] = SharedReads()
+    reads: list[str] = []
+
+    def read(name: str, begin: Callable[[], None], reading: threading.Event | None) -> bytes:
+        begin()
+        if reading is not None:  # hold this read once begun
+            reading.set()
+            time.sleep(0.2)
+        reads.append(name)
+        with state.db.snapshot() as session:
+            return page_json(session, AuditFilter(), limit=1, before=None, known=Lru(10))
+
+    def newest(body: bytes) -> str:
+        return str(json.loads(body)["events"][0]["action"])
+
+    def commit(action: str) -> None:
+        with state.db.transaction() as session:
+            record(session, actor=Actor("a", "analyst"), action=action)
+
+    async def scenario() -> None:
+        turn = asyncio.Event()  # the queued read's turn (a database slot, a thread)
+
+        async def queued(begin: Callable[[], None]) -> bytes:
+            await turn.wait()
+            return await anyio.to_thread.run_sync(read, "queued", begin, None)
+
+        together = [asyncio.ensure_future(shared.read("page", queued)) for _ in range(5)]
+        await asyncio.sleep(0)
+        await anyio.to_thread.run_sync(commit, "test.while_queued")
+        turn.set()
+        assert {newest(body) for body in await asyncio.gather(*together)} == {"test.while_queued"}
+        assert reads == ["queued"]
+
+        reading = threading.Event()
+
+        async def held(begin: Callable[[], None]) -> bytes:
+            return await anyio.to_thread.run_sync(read, "held", begin, reading)
+
+        async def fresh(begin: Callable[[], None]) -> bytes:
+            return await anyio.to_thread.run_sync(read, "fresh", begin, None)
+
+        first = asyncio.ensure_future(shared.read("page", held))
+        await anyio.to_thread.run_sync(reading.wait)
+        await anyio.to_thread.run_sync(commit, "test.after_it_began")
+        later = await shared.read("page", fresh)
+        assert newest(later) == "test.after_it_began"
+        await first
+        assert sorted(reads) == ["fresh", "held", "queued"]
+
+    asyncio.run(scenario())
 
 
 def test_a_token_revoked_here_is_refused_at_once(project_service: Service) -> None:
