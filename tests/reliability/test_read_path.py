@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
@@ -22,6 +22,7 @@ from service.api.deps import AppState, audit_writer
 from service.api.shared import SharedReads
 from service.audit import Actor, record
 from service.audit.review import AuditFilter, event_dict, page, page_json, verify
+from service.audit.router import page_key
 from service.auth.recent import RecentTokens
 from service.db.models import AuditEvent, Principal, Result, Run
 from tests.service_fixtures import Service
@@ -370,6 +371,16 @@ def test_identical_pages_asked_for_together_share_one_read_that_begins_after_the
         assert sorted(reads) == ["fresh", "held", "queued"]
 
     asyncio.run(scenario())
+
+
+def test_pages_are_shared_only_by_requests_for_the_same_bound_filter() -> None:
+    """Equal instants in different time zones filter on different text: not one page."""
+    utc = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    paris = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == paris
+    assert page_key(AuditFilter(since=utc), 9, None) != page_key(AuditFilter(since=paris), 9, None)
+    assert page_key(AuditFilter(actor="a"), 9, None) == page_key(AuditFilter(actor="a"), 9, None)
+    assert page_key(AuditFilter(), 9, None) != page_key(AuditFilter(), 9, 5)
 
 
 def test_a_token_revoked_here_is_refused_at_once(project_service: Service) -> None:
