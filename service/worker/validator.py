@@ -13,12 +13,15 @@ hostile file ends this process, never the worker. It imports no database or web 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
+import queue
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,9 +85,14 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
         key = X25519PrivateKey.from_private_bytes(bytes.fromhex(job["private_key"]))
         envelope = Envelope.from_json(job["envelope"])
         part, sidecar = Path(job["path"]), Path(job["sidecar"])
-        with _Growing(part, sidecar, envelope.sealed_bytes, job["arrival_seconds"]) as src:
+        hashes = _Hashes()
+        stall = job["arrival_seconds"]
+        with (
+            contextlib.closing(hashes),
+            _Growing(part, sidecar, envelope.sealed_bytes, stall, hashes) as src,
+        ):
             plain: mmap.mmap | None = None
-            filled, frame, checker, digest = 0, None, None, hashlib.sha256()
+            filled, frame, checker = 0, None, None
             try:
                 for chunk in open_stream(src, key, "upload"):  # type: ignore[arg-type]
                     if plain is None:  # the first chunk is full unless it is the only one
@@ -100,11 +108,11 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
                         if frame is None:
                             continue
                         _check_agreement(frame.agreement, envelope, job["project"])
-                        digest.update(memoryview(plain)[frame.parquet_offset : filled])
+                        hashes.payload(memoryview(plain)[frame.parquet_offset : filled])
                         if frame.tail is not None:  # the copy where the footer will land
                             _place_tail(plain, frame.tail, filled)
                     else:
-                        digest.update(chunk)
+                        hashes.payload(chunk)
                     start = frame.parquet_offset
                     if checker is None and frame.tail is not None and filled >= start + 4:
                         parquet = pa.py_buffer(memoryview(plain)[start:])
@@ -117,7 +125,7 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
                 raise _Reject(str(exc), "agreement") from None
             except ExtractRejected as exc:
                 raise _Reject(exc.detail, exc.reason) from None
-            sealed_sha256 = src.sha256.hexdigest()
+        sealed_sha256, payload_sha256 = hashes.finish()
         if plain is None or frame is None or filled != len(plain):
             raise _Reject("the sealed payload is truncated", "agreement")
         start = frame.parquet_offset
@@ -125,7 +133,7 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
             raise _Reject(
                 "the sealed payload's footer copy differs from the extract's footer", "agreement"
             )
-        if digest.hexdigest() != envelope.payload_sha256:
+        if payload_sha256 != envelope.payload_sha256:
             raise _Reject("the sealed extract differs from the envelope's digest", "agreement")
         if checker is None:
             verdict = _accepted(
@@ -146,6 +154,39 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "reason": "memory_limit", "detail": ""}
 
 
+class _Hashes:
+    """SHA-256 of the sealed bytes and of the Parquet inside, kept in a thread of their
+    own: hashlib lets go of the GIL, so while the upload's last bytes are checked the
+    hashing runs on the other core. Hashed regions are never written again."""
+
+    def __init__(self) -> None:
+        self._sealed, self._payload = hashlib.sha256(), hashlib.sha256()
+        self._queue: queue.SimpleQueue[tuple[Any, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sealed(self, data: bytes) -> None:
+        self._queue.put((self._sealed, data))
+
+    def payload(self, data: bytes | memoryview) -> None:
+        self._queue.put((self._payload, data))
+
+    def finish(self) -> tuple[str, str]:
+        """(sealed SHA-256, payload SHA-256) of everything handed over."""
+        self.close()
+        self._thread.join()
+        return self._sealed.hexdigest(), self._payload.hexdigest()
+
+    def close(self) -> None:
+        """Let the thread end once it has hashed what it was given (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            item[0].update(item[1])
+
+
 class _Abandoned(Exception):
     """The upload stopped arriving: the API deleted its partial file, or it stalled."""
 
@@ -156,13 +197,15 @@ class _Growing:
     A read waits for its bytes. The stream ends (``_Abandoned``) when no more can come:
     the file was unlinked (the API deletes a refused or broken upload), the API is done
     with it (it removes the ``sidecar`` envelope when the body ends) and it is still
-    short, or nothing arrived for ``stall_seconds``. Hashes what it hands out."""
+    short, or nothing arrived for ``stall_seconds``. Hands what it reads to ``hashes``."""
 
     _POLL = 0.002
 
-    def __init__(self, path: Path, sidecar: Path, size: int, stall_seconds: float) -> None:
+    def __init__(
+        self, path: Path, sidecar: Path, size: int, stall_seconds: float, hashes: _Hashes
+    ) -> None:
         self.path, self.sidecar, self.size, self.stall = path, sidecar, size, stall_seconds
-        self.sha256 = hashlib.sha256()
+        self.hashes = hashes
         self._pos = 0
         self._fh: Any = None
 
@@ -208,7 +251,7 @@ class _Growing:
             time.sleep(self._POLL)
         out = b"".join(parts)
         self._pos += len(out)
-        self.sha256.update(out)
+        self.hashes.sealed(out)
         return out
 
 
