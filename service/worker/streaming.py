@@ -25,6 +25,7 @@ verdict sooner, never different.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -154,7 +155,10 @@ class EarlyIntake:
         finally:
             early.at = time.monotonic()
             early.done.set()
-        log("upload judged while arriving", accepted=verdict.ok,
+        # an upload over before its child could open it (small ones often are) is judged
+        # the ordinary way: worth a debug line, not an info one
+        level = logging.DEBUG if verdict.reason == "missed" else logging.INFO
+        log("upload judged while arriving", level, accepted=verdict.ok,
             reason=verdict.reason or None, validator_peak_rss_mb=verdict.peak_rss_mb)  # fmt: skip
         return verdict.sealed_sha256 if verdict.ok else ""
 

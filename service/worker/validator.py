@@ -148,6 +148,8 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
         return {**verdict, "sealed_sha256": sealed_sha256}
     except _Abandoned:
         return {"ok": False, "reason": "abandoned", "detail": ""}
+    except _Missed:
+        return {"ok": False, "reason": "missed", "detail": ""}
     except _Reject as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except MemoryError:
@@ -191,6 +193,10 @@ class _Abandoned(Exception):
     """The upload stopped arriving: the API deleted its partial file, or it stalled."""
 
 
+class _Missed(Exception):
+    """The upload was over (received, or refused) before the child could open it."""
+
+
 class _Growing:
     """A reader of an upload the API is still writing to ``path``, up to ``size`` bytes.
 
@@ -217,8 +223,9 @@ class _Growing:
                 fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
                 self._fh = os.fdopen(fd, "rb", buffering=0)
             except FileNotFoundError:
-                # already received and moved (the ordinary path judges it), or refused
-                if not self.sidecar.exists() or time.monotonic() > deadline:
+                if not self.sidecar.exists():  # received and moved already (a small
+                    raise _Missed from None  # upload), or refused: nothing to follow
+                if time.monotonic() > deadline:
                     raise _Abandoned from None
                 time.sleep(self._POLL)
             except OSError:  # a link, or not ours to read: left to the ordinary path
