@@ -42,6 +42,7 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
 
     from service.crypto.envelope import Envelope, EnvelopeError, split_frame
     from service.crypto.sealing import SealError, open_sealed
+    from service.submissions.validate import ExtractRejected
 
     try:
         key = X25519PrivateKey.from_private_bytes(bytes.fromhex(job["private_key"]))
@@ -61,8 +62,10 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
             raise _Reject("the sealed extract differs from the envelope's digest", "agreement")
         buffer = pa.py_buffer(parquet)
         del plaintext
-        return _accepted(_checker(buffer, job), agreement)
-    except _Reject as exc:
+        checker = _checker_for(buffer, job)
+        checker.advance(buffer.size)
+        return _accepted(checker, agreement)
+    except (_Reject, ExtractRejected) as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except MemoryError:
         return {"ok": False, "reason": "memory_limit", "detail": ""}
@@ -123,8 +126,6 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
                 raise _unsealable() from None
             except EnvelopeError as exc:
                 raise _Reject(str(exc), "agreement") from None
-            except ExtractRejected as exc:
-                raise _Reject(exc.detail, exc.reason) from None
         sealed_sha256, payload_sha256 = hashes.finish()
         if plain is None or frame is None or filled != len(plain):
             raise _Reject("the sealed payload is truncated", "agreement")
@@ -135,22 +136,15 @@ def judge_stream(job: dict[str, Any]) -> dict[str, Any]:
             )
         if payload_sha256 != envelope.payload_sha256:
             raise _Reject("the sealed extract differs from the envelope's digest", "agreement")
-        if checker is None:
-            verdict = _accepted(
-                _checker(pa.py_buffer(memoryview(plain)[start:]), job), frame.agreement
-            )
-        else:
-            try:
-                checker.advance(len(plain) - start)
-            except ExtractRejected as exc:
-                raise _Reject(exc.detail, exc.reason) from None
-            verdict = _accepted(checker, frame.agreement)
-        return {**verdict, "sealed_sha256": sealed_sha256}
+        if checker is None:  # a v1 frame: the footer is known only now
+            checker = _checker_for(pa.py_buffer(memoryview(plain)[start:]), job)
+        checker.advance(len(plain) - start)
+        return {**_accepted(checker, frame.agreement), "sealed_sha256": sealed_sha256}
     except _Abandoned:
         return {"ok": False, "reason": "abandoned", "detail": ""}
     except _Missed:
         return {"ok": False, "reason": "missed", "detail": ""}
-    except _Reject as exc:
+    except (_Reject, ExtractRejected) as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except MemoryError:
         return {"ok": False, "reason": "memory_limit", "detail": ""}
@@ -295,40 +289,21 @@ def _check_agreement(agreement: Any, envelope: Any, expect: dict[str, Any]) -> N
 
 
 def _checker_for(buffer: Any, job: dict[str, Any]) -> Any:
-    """An ExtractChecker of ``buffer`` under the job's project (raises _Reject)."""
+    """An ExtractChecker of ``buffer`` under the job's project (raises ExtractRejected)."""
     from linkage.spec import parse_spec
-    from service.submissions.validate import ExtractChecker, ExtractRejected, RepeatLimits
+    from service.submissions.validate import ExtractChecker, RepeatLimits
 
     expect = job["project"]
     limits = RepeatLimits(share=job["max_identity_share"], floor=job["max_identity_floor"])
-    try:
-        return ExtractChecker(
-            buffer, parse_spec(expect["spec_json"]), expect["key_check_value"], limits
-        )
-    except ExtractRejected as exc:
-        raise _Reject(exc.detail, exc.reason) from None
-
-
-def _checker(buffer: Any, job: dict[str, Any]) -> Any:
-    """Every check of the whole extract in ``buffer``; the finished checker."""
-    from service.submissions.validate import ExtractRejected
-
-    checker = _checker_for(buffer, job)
-    try:
-        checker.advance(buffer.size)
-    except ExtractRejected as exc:
-        raise _Reject(exc.detail, exc.reason) from None
-    return checker
+    return ExtractChecker(
+        buffer, parse_spec(expect["spec_json"]), expect["key_check_value"], limits
+    )
 
 
 def _accepted(checker: Any, agreement: Any) -> dict[str, Any]:
-    """The verdict on a checked extract whose manifest must match the sealed agreement."""
-    from service.submissions.validate import ExtractRejected
-
-    try:
-        check = checker.finish()
-    except ExtractRejected as exc:
-        raise _Reject(exc.detail, exc.reason) from None
+    """The verdict on a checked extract whose manifest must match the sealed agreement
+    (raises ExtractRejected or _Reject)."""
+    check = checker.finish()
     manifest = check.manifest
     if (manifest.spec_fingerprint, manifest.key_check_value, manifest.rows_written) != (
         agreement.spec_fingerprint,
