@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -40,9 +41,9 @@ __all__ = [
     "Verdict",
     "judge_in_child",
     "judge_submission",
-    "project_job",
     "project_terms",
     "validate_received",
+    "validation_job",
 ]
 
 
@@ -118,14 +119,24 @@ def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) 
     )
 
 
-def project_job(project: Project) -> dict[str, Any]:
-    """What the validator checks an extract against: the project's terms now."""
+def validation_job(
+    settings: Settings, private_key_hex: str, path: Path, envelope_json: str, project: Project
+) -> dict[str, Any]:
+    """What a validator child is given: the enclave key, where the sealed bytes are, their
+    envelope, and the project's terms now (with the repeat limits)."""
     return {
-        "project_id": project.id,
-        "spec_fingerprint": project.spec_fingerprint,
-        "spec_json": project.spec_json,
-        "key_check_value": project.key_check_value,
-        "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
+        "private_key": private_key_hex,
+        "path": str(path),
+        "envelope": envelope_json,
+        "project": {
+            "project_id": project.id,
+            "spec_fingerprint": project.spec_fingerprint,
+            "spec_json": project.spec_json,
+            "key_check_value": project.key_check_value,
+            "policy_fingerprint": policy_fingerprint(disclosure_policy(project)),
+        },
+        "max_identity_share": settings.max_identity_share,
+        "max_identity_floor": settings.max_identity_repeats_floor,
     }
 
 
@@ -185,15 +196,9 @@ def judge_submission(
         project = session.get(Project, sub.project_id)
         if project is None:
             return
-        path = settings.data_dir / sub.blob_path
-        job = {
-            "private_key": key.private_bytes_raw().hex(),
-            "path": str(path),
-            "envelope": sub.envelope_json or "{}",
-            "project": project_job(project),
-            "max_identity_share": settings.max_identity_share,
-            "max_identity_floor": settings.max_identity_repeats_floor,
-        }
+        job = validation_job(settings, key.private_bytes_raw().hex(),
+                             settings.data_dir / sub.blob_path, sub.envelope_json or "{}",
+                             project)  # fmt: skip
         size, digest = sub.bytes, sub.sha256
     verdict = early.take(digest, project_terms(job)) if early is not None else None
     if verdict is None:

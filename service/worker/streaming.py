@@ -40,7 +40,7 @@ from service.db import Database
 from service.db.models import Project, Submission
 from service.logs import log
 from service.settings import Settings
-from service.worker.intake import Verdict, judge_in_child, project_job, project_terms
+from service.worker.intake import Verdict, judge_in_child, project_terms, validation_job
 
 __all__ = ["EarlyIntake"]
 
@@ -55,7 +55,7 @@ class _Early:
     """One upload followed by a child: its verdict once the child answered."""
 
     done: threading.Event
-    terms: tuple[Any, ...] | None = None
+    terms: tuple[Any, ...]
     verdict: Verdict | None = None
     at: float = 0.0
 
@@ -138,10 +138,10 @@ class EarlyIntake:
     def _judge_arriving(self, sidecar: Path) -> str:
         """Follow the upload beside ``sidecar`` in a validator child; the digest of the
         bytes it accepted, or "" (nothing kept)."""
-        job = self._job(sidecar)
-        if job is None:
+        arriving = self._job(sidecar)
+        if arriving is None:
             return ""
-        envelope = Envelope.from_json(job["envelope"])
+        job, envelope = arriving
         early = _Early(threading.Event(), terms=project_terms(job))
         with self._lock:
             before = self._uploads.get(envelope.sealed_sha256)
@@ -162,9 +162,9 @@ class EarlyIntake:
             reason=verdict.reason or None, validator_peak_rss_mb=verdict.peak_rss_mb)  # fmt: skip
         return verdict.sealed_sha256 if verdict.ok else ""
 
-    def _job(self, sidecar: Path) -> dict[str, Any] | None:
-        """The validator's job for the upload beside ``sidecar``, or None if it names no
-        project (the API refuses such an upload anyway)."""
+    def _job(self, sidecar: Path) -> tuple[dict[str, Any], Envelope] | None:
+        """The validator's job for the upload beside ``sidecar`` and its envelope, or None
+        if it names no project (the API refuses such an upload anyway)."""
         try:
             with sidecar.open("rb") as fh:
                 envelope = Envelope.from_json(fh.read(_MAX_SIDECAR))
@@ -174,19 +174,11 @@ class EarlyIntake:
             project = session.get(Project, envelope.project_id)
             if project is None:
                 return None
-            terms = project_job(project)
-        return {
-            "stream": True,
-            "private_key": self._key_hex,
-            "path": str(sidecar.with_suffix(".part")),
-            "sidecar": str(sidecar),
-            "envelope": envelope.to_json(),
-            "project": terms,
-            "max_identity_share": self.settings.max_identity_share,
-            "max_identity_floor": self.settings.max_identity_repeats_floor,
-            # an upload that stops arriving for this long is left to the ordinary path
-            "arrival_seconds": min(self.settings.validation_timeout_seconds, 60.0),
-        }
+            job = validation_job(self.settings, self._key_hex, sidecar.with_suffix(".part"),
+                                 envelope.to_json(), project)  # fmt: skip
+        # an upload that stops arriving for this long is left to the ordinary path
+        stall = min(self.settings.validation_timeout_seconds, 60.0)
+        return {**job, "stream": True, "sidecar": str(sidecar), "arrival_seconds": stall}, envelope
 
     def _decide_when_recorded(self, sealed_sha256: str) -> None:
         """Ask intake to decide the submission the API records for these bytes."""
