@@ -16,6 +16,7 @@ the partner keeps its row numbers. Messages never quote a value from the file.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,18 +219,15 @@ class ExtractChecker:
             ) from None
 
     def _most_repeated(self, key: list[str], folds: list[tuple[np.ndarray, np.ndarray]]) -> int:
-        folded = np.concatenate([f for f, _ in folds]) if folds else np.zeros(0, np.uint64)
-        valid = np.concatenate([v for _, v in folds]) if folds else np.zeros(0, bool)
-        count, value = _top_fold(folded, valid, self._allowed)
-        if count <= self._allowed:
-            return count
-        try:  # rare: read the key's columns again and count the suspects exactly
-            table = self._pf.read(columns=key)
+        return _most_repeated(folds, key, self._allowed, lambda: self._read(key))
+
+    def _read(self, key: list[str]) -> pa.Table:
+        try:
+            return self._pf.read(columns=key)
         except (pa.ArrowInvalid, OSError):
             raise ExtractRejected(
                 "the Parquet file is corrupt (unreadable data pages)", "corrupt"
             ) from None
-        return _exact_count(table, key, valid & (folded == value))
 
 
 def _check_footer(
@@ -366,23 +364,30 @@ def _identity_keys(spec: Spec) -> list[list[str]]:
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection on uint64
 
 
-def _most_repeated(table: pa.Table, key: list[str], allowed: int) -> int:
+def _most_repeated(
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    key: list[str],
+    allowed: int,
+    read: Callable[[], pa.Table],
+) -> int:
     """How many rows share the most frequent value of ``key`` (rows missing part of the key
     name no one), counted without a per-row Python loop or a multi-column hash join.
 
-    Each row's key is folded to 64 bits from the first 8 bytes of each token (tokens are
-    HMAC outputs; a file whose tokens are not only makes its own rows collide, which can
-    only raise the count), and the 64-bit values are sorted and their runs measured (a
-    vectorised sort of a million integers takes milliseconds; Arrow's ``value_counts``
-    hash table took 0.25 s). Only if that count exceeds ``allowed`` are the rows of the
-    most frequent folded value counted again exactly, so a collision can never reject an
+    ``folds`` are :func:`_fold` of each row group in file order: each row's key folded to
+    64 bits from the first 8 bytes of each token (tokens are HMAC outputs; a file whose
+    tokens are not only makes its own rows collide, which can only raise the count). The
+    64-bit values are sorted and their runs measured (a vectorised sort of a million
+    integers takes milliseconds; Arrow's ``value_counts`` hash table took 0.25 s). Only if
+    that count exceeds ``allowed`` are the key's columns read again (``read``) and the rows
+    of the most frequent folded value counted exactly, so a collision can never reject an
     honest file.
     """
-    folded, valid = _fold(table, key)
+    folded = np.concatenate([f for f, _ in folds]) if folds else np.zeros(0, np.uint64)
+    valid = np.concatenate([v for _, v in folds]) if folds else np.zeros(0, bool)
     count, value = _top_fold(folded, valid, allowed)
     if count <= allowed:
         return count
-    return _exact_count(table, key, valid & (folded == value))
+    return _exact_count(read(), key, valid & (folded == value))
 
 
 def _fold(table: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
