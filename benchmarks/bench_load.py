@@ -164,15 +164,18 @@ def autocannon_load(
     return result
 
 
-def _paced_line(label: str, result: dict[str, Any], rss: PeakRss, clients: int) -> dict[str, Any]:
-    """``result`` with the server's CPU per request and the load average, printed."""
+def _paced_line(
+    label: str, result: dict[str, Any], rss: PeakRss, clients: int, extra: str = ""
+) -> dict[str, Any]:
+    """``result`` with the server's CPU per request and the load average, printed (with
+    ``extra`` after the CPU)."""
     result["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / result["requests"]
     result["loadavg"] = _loadavg()
     print(
         f"reads, {label}: {result['requests']} requests from {clients} clients in "
         f"{result['seconds']:.1f} s ({result['rps']:.0f}/s): p50 {result['p50_ms']:.0f} ms, "
         f"p99 {result['p99_ms']:.0f} ms, errors {result['errors']}, server CPU "
-        f"{result['server_cpu_ms_per_request']:.2f} ms per request; load average "
+        f"{result['server_cpu_ms_per_request']:.2f} ms per request{extra}; load average "
         f"{result['loadavg']}"
     )
     return result
@@ -245,17 +248,10 @@ def main() -> None:
                 reads = read_load(demo.url, ca, requests, args.clients)
             reads["server_peak_mb"] = rss.peak / 2**20
             # the load generator shares the machine's two cores with the server, so say how
-            # much of the time the server itself spent per request
-            reads["server_cpu_ms_per_request"] = rss.cpu_seconds * 1000 / reads["requests"]
-            reads["loadavg"] = _loadavg()
-            print(
-                f"reads, closed loop: {reads['requests']} requests from {args.clients} clients in "
-                f"{reads['seconds']:.1f} s ({reads['rps']:.0f}/s): p50 {reads['p50_ms']:.0f} ms, "
-                f"p99 {reads['p99_ms']:.0f} ms, errors {reads['errors']}, server peak RSS "
-                f"{reads['server_peak_mb']:.0f} MB, CPU per request: server "
-                f"{reads['server_cpu_ms_per_request']:.2f} ms, load generator "
-                f"{reads['client_cpu_ms_per_request']:.2f} ms; load average {reads['loadavg']}"
-            )
+            # much of the time each spent per request
+            _paced_line("closed loop", reads, rss, args.clients, extra=(
+                f", load generator {reads['client_cpu_ms_per_request']:.2f} ms; server peak "
+                f"RSS {reads['server_peak_mb']:.0f} MB"))  # fmt: skip
             mixed = [mix[0], mix[1]]  # each connection alternates results and audit reads
             autocannon_load(demo.url, ca, mixed, args.clients, args.clients * 4)  # warm up
             with PeakRss(demo.server.pid) as rss:
