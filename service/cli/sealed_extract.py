@@ -88,7 +88,8 @@ def seal_extract(
         rows_rejected=manifest.rows_rejected,
         tool_version=manifest.tool_version,
     )
-    rewrite = ROW_REF_COLUMN in pq.ParquetFile(source).schema_arrow.names
+    extract = pq.ParquetFile(source)
+    rewrite = ROW_REF_COLUMN in extract.schema_arrow.names
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as raw:
         sealed = _Hashing(raw)
@@ -96,7 +97,7 @@ def seal_extract(
         parquet = _Hashing(writer)
         if rewrite:
             writer.write(frame_prefix(agreement))
-            _write_without_row_ref(source, parquet)
+            _write_without_row_ref(extract, parquet)
         else:
             with source.open("rb") as fh:
                 writer.write(frame_prefix(agreement, _footer_copy(fh)))
@@ -122,8 +123,7 @@ def _footer_copy(fh: BinaryIO) -> bytes:
     return fh.read(size)
 
 
-def _write_without_row_ref(source: Path, sink: _Hashing) -> None:
-    pf = pq.ParquetFile(source)
+def _write_without_row_ref(pf: pq.ParquetFile, sink: _Hashing) -> None:
     keep = [n for n in pf.schema_arrow.names if n != ROW_REF_COLUMN]
     meta = {k: v for k, v in (pf.schema_arrow.metadata or {}).items() if k != b"ARROW:schema"}
     schema = pa.schema([pf.schema_arrow.field(n) for n in keep], metadata=meta)
