@@ -362,6 +362,7 @@ def _identity_keys(spec: Spec) -> list[list[str]]:
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection on uint64
+_SPREAD = np.uint64(0xD6E8FEB86659FD93)  # another odd constant, for the bucket hash
 
 
 def _most_repeated(
@@ -376,11 +377,13 @@ def _most_repeated(
     ``folds`` are :func:`_fold` of each row group in file order: each row's key folded to
     64 bits from the first 8 bytes of each token (tokens are HMAC outputs; a file whose
     tokens are not only makes its own rows collide, which can only raise the count). The
-    64-bit values are sorted and their runs measured (a vectorised sort of a million
-    integers takes milliseconds; Arrow's ``value_counts`` hash table took 0.25 s). Only if
-    that count exceeds ``allowed`` are the key's columns read again (``read``) and the rows
-    of the most frequent folded value counted exactly, so a collision can never reject an
-    honest file.
+    64-bit values are first counted into about one bucket per row (:func:`_top_fold`); only
+    values in a bucket holding more than ``allowed`` rows are sorted and their runs
+    measured. Only if that count exceeds ``allowed`` are the key's columns read again
+    (``read``) and the rows of the most frequent folded value counted exactly, so a
+    collision can never reject an honest file. When nothing exceeds ``allowed`` the answer
+    is an upper bound on the true count that is itself at most ``allowed``: all a caller
+    acts on.
     """
     folded = np.concatenate([f for f, _ in folds]) if folds else np.zeros(0, np.uint64)
     valid = np.concatenate([v for _, v in folds]) if folds else np.zeros(0, bool)
@@ -402,11 +405,26 @@ def _fold(table: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _top_fold(folded: np.ndarray, valid: np.ndarray, allowed: int) -> tuple[int, int]:
-    """(rows sharing the most frequent folded value, that value); (0, 0) when too few
-    rows hold the key to exceed ``allowed`` at all."""
+    """(rows sharing the most frequent folded value, that value), exact when it exceeds
+    ``allowed``; otherwise some count no larger than ``allowed``.
+
+    A bucket count comes first: every valid row's folded value is mapped by a
+    multiplicative hash (its high bits, so structure in the low bits of hostile tokens
+    does not crowd one bucket) to one of about as many buckets as rows, in one linear
+    pass. A value repeated more than ``allowed`` times fills its bucket past ``allowed``,
+    so only the rows of such buckets (none, for an honest extract with a limit in the
+    hundreds or more) are sorted. Sorting all of them was 0.12-0.18 s of the 0.2-0.3 s the
+    enclave spent on a 1M-row upload after its last byte arrived; counting is ~10 ms."""
     if int(valid.sum()) <= allowed:
         return 0, 0
-    kept = np.sort(folded[valid])
+    values = folded[valid]
+    bits = min(max(int(len(values) - 1).bit_length(), 8), 22)  # <= 32 MB of counts
+    buckets = ((values * _SPREAD) >> np.uint64(64 - bits)).astype(np.intp)
+    counts = np.bincount(buckets, minlength=1 << bits)
+    fullest = int(counts.max())
+    if fullest <= allowed:
+        return fullest, 0
+    kept = np.sort(values[counts[buckets] > allowed])
     starts = np.flatnonzero(np.concatenate(([True], kept[1:] != kept[:-1], [True])))
     runs = np.diff(starts)
     top = int(runs.argmax())
@@ -477,7 +495,11 @@ def _plaintext_guard(pf: pq.ParquetFile, expected: pa.Schema, groups: int) -> No
 
 
 def _readable_share(column: pa.Array) -> float:
-    """Share of non-null values whose bytes are all printable ASCII (vectorised)."""
+    """Share of non-null values whose bytes are all printable ASCII (vectorised).
+
+    Byte by byte, over the values still printable so far: a random token survives a byte
+    with p = 95/256, so after a few bytes almost none are left to look at (4x less work
+    than testing every byte of every value; text tokens are tested whole, as before)."""
     valid = column.drop_null()
     if len(valid) == 0:
         return 0.0
@@ -485,8 +507,13 @@ def _readable_share(column: pa.Array) -> float:
     data = np.frombuffer(valid.buffers()[1], dtype=np.uint8)
     start = valid.offset * width
     cells = data[start : start + len(valid) * width].reshape(len(valid), width)
-    printable = ((cells >= 0x20) & (cells <= 0x7E)).all(axis=1)
-    return float(np.mean(printable))
+    alive = np.arange(len(valid))
+    for byte in range(width):
+        # uint8 arithmetic wraps: bytes below 0x20 land above 0x5E, so one compare does
+        alive = alive[(cells[alive, byte] - np.uint8(0x20)) < np.uint8(0x5F)]
+        if not len(alive):
+            break
+    return len(alive) / len(valid)
 
 
 def _attribute_checks(spec: Spec) -> dict[str, tuple[str, set[str] | None]]:

@@ -9,6 +9,7 @@ import io
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -22,6 +23,8 @@ from service.submissions.validate import (
     RepeatLimits,
     _fold,
     _most_repeated,
+    _readable_share,
+    _top_fold,
     check_extract,
 )
 from tests.conftest import EXAMPLE_SPEC
@@ -114,8 +117,58 @@ def test_the_fast_count_is_the_exact_count_whatever_the_chunks_and_gaps(
     exact = table.filter(pc.and_(pc.is_valid(table["a"]), pc.is_valid(table["b"])))
     grouped = exact.group_by(["a", "b"]).aggregate([([], "count_all")])
     truth = int(pc.max(grouped["count_all"]).as_py() or 0) if grouped.num_rows else 0
-    for allowed in (0, 1, 3):
+    for allowed in (0, 1, 3, 20):
         fast = _most_repeated(folds, ["a", "b"], allowed, lambda: table)
         assert fast <= max(truth, allowed)
         if truth > allowed:
             assert fast == truth
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 5000),
+    repeats=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(1, 400)), max_size=4),
+    low_bits_only=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_bucket_count_finds_every_value_over_the_limit(
+    rows: int, repeats: list[tuple[int, int]], low_bits_only: bool, seed: int
+) -> None:
+    """The bucket pre-count never hides a value repeated past the limit, whether values
+    are spread (HMAC tokens) or differ only in their low bits (a hostile file)."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**63, rows, dtype=np.uint64)
+    if low_bits_only:
+        values = values & np.uint64(0xFFFF) | np.uint64(0xAB << 56)
+    for value, times in repeats:
+        values = np.concatenate([values, np.full(times, value, dtype=np.uint64)])
+    rng.shuffle(values)
+    valid = rng.random(len(values)) > 0.1
+    kept = values[valid]
+    truth = int(np.unique(kept, return_counts=True)[1].max()) if len(kept) else 0
+    for allowed in (0, 5, 50, 300):
+        count, value = _top_fold(values, valid, allowed)
+        if truth > allowed:
+            assert count == truth
+            assert int((kept == np.uint64(value)).sum()) == truth
+        else:
+            assert count <= allowed
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.lists(st.one_of(st.none(), st.binary(min_size=16, max_size=16)), max_size=60),
+    printable=st.lists(st.text("abcXYZ019 ~!", min_size=16, max_size=16), max_size=20),
+    offset=st.integers(0, 10),
+)
+def test_the_plaintext_share_counts_values_with_every_byte_printable(
+    cells: list[bytes | None], printable: list[str], offset: int
+) -> None:
+    """The byte-by-byte narrowing gives the share a whole-value test gives."""
+    values = cells + [p.encode() for p in printable]
+    array = pa.array(values, pa.binary(16)).slice(min(offset, len(values)))
+    present = [v for v in array.to_pylist() if v is not None]
+    expected = (
+        sum(all(0x20 <= b <= 0x7E for b in v) for v in present) / len(present) if present else 0.0
+    )
+    assert _readable_share(array) == pytest.approx(expected)
