@@ -1,5 +1,9 @@
 """Test helper: build a sealed upload (envelope header + sealed body) the way `pprl submit`
-does, also for bytes that are not a valid extract (so the enclave's validator sees them)."""
+does, also for bytes that are not a valid extract (so the enclave's validator sees them).
+
+Like `pprl submit`, an extract without ``row_ref`` goes with its sealed digest after the
+body (``"sealed_sha256": "follows"``) unless ``digest_follows=False`` asks for it in the
+envelope (as the browser page, and anything sealed to a file first, sends it)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from linkage.manifest import MANIFEST_KEY, Manifest
-from service.cli.sealed_extract import seal_extract
+from service.cli.sealed_extract import needs_rewrite, seal_extract, stream_extract
 from service.crypto.envelope import (
     ENVELOPE_HEADER,
     Agreement,
@@ -39,17 +43,24 @@ def sealed_upload(
     recipient: X25519PublicKey,
     *,
     strip_row_ref: bool = True,
+    digest_follows: bool = True,
     **envelope_changes: Any,
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of a sealed upload of ``data`` to ``project`` (its JSON)."""
     manifest = _manifest(data)
+    digest_follows = digest_follows and "sealed_sha256" not in envelope_changes
     if manifest is not None and strip_row_ref:
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "in.parquet"
             source.write_bytes(data)
-            done = seal_extract(source, Path(tmp) / "out.sealed", recipient, project["id"],
-                                project["policy_fingerprint"])  # fmt: skip
-            envelope, body = done.envelope, done.path.read_bytes()
+            if digest_follows and not needs_rewrite(source):
+                stream = stream_extract(source, recipient, project["id"],
+                                        project["policy_fingerprint"])  # fmt: skip
+                envelope, body = stream.envelope, b"".join(stream.body())
+            else:
+                done = seal_extract(source, Path(tmp) / "out.sealed", recipient, project["id"],
+                                    project["policy_fingerprint"])  # fmt: skip
+                envelope, body = done.envelope, done.path.read_bytes()
     else:
         agreement = Agreement(
             project_id=project["id"],

@@ -1,19 +1,25 @@
 """Partner side of a sealed upload: drop ``row_ref``, frame, seal, and write the envelope.
 
-``pprl submit`` calls :func:`seal_extract` before a byte leaves the machine. A hashed
-Parquet as `pprl hash` writes it is sealed as it is, behind a copy of its footer (so the
-enclave can check each row group while the upload is still arriving); an older extract
-with ``row_ref`` inside is rewritten without it (the partner's own row numbers stay
-local: the enclave does not need them) straight into a :class:`SealWriter`, so no
-unsealed copy is written anywhere, and its frame carries no footer copy (the footer is
-not known until the rewrite ends). The sealed file is then streamed to the API with its
-envelope.
+``pprl submit`` seals before a byte leaves the machine, one of two ways:
+
+- A hashed Parquet as `pprl hash` writes it goes as it is, behind a copy of its footer
+  (so the enclave can check each row group while the upload is still arriving), and is
+  sealed *while it is sent* (:func:`stream_extract`): its sealed size is known from its
+  plain size, and the sealed payload's SHA-256 follows the body
+  (``service.crypto.envelope.DIGEST_FOLLOWS``). Sealing the whole file first took a
+  serial 0.13-0.16 s of a 1M-row upload's ~0.7 s, with the API and the enclave idle.
+- An older extract with ``row_ref`` inside is rewritten without it (the partner's own
+  row numbers stay local: the enclave does not need them) straight into a
+  :class:`SealWriter` and a sealed temporary file (:func:`seal_extract`), so no unsealed
+  copy is written anywhere; its frame carries no footer copy (the footer is not known
+  until the rewrite ends), and the file is then sent with its digest in the envelope.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,15 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from linkage.encode import read_manifest
 from linkage.spec import ROW_REF_COLUMN
 from service.crypto.envelope import (
+    DIGEST_FOLLOWS,
     Agreement,
     Envelope,
     frame_prefix,
     key_fingerprint,
     parquet_tail,
 )
-from service.crypto.sealing import SealWriter
+from service.crypto.sealing import DEFAULT_CHUNK, SealWriter, sealed_size
 
-__all__ = ["SealedExtract", "seal_extract"]
+__all__ = ["SealedExtract", "SealedStream", "needs_rewrite", "seal_extract", "stream_extract"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,98 @@ class _Hashing:
         self.closed = True
 
 
+@dataclass(frozen=True)
+class SealedStream:
+    """An extract to be sealed as it is sent: its envelope (sealed SHA-256 to follow) and
+    the body, made afresh by each call of :meth:`body` (a retry seals again, under a new
+    ephemeral key: nothing sealed is kept on disk)."""
+
+    source: Path
+    prefix: bytes
+    recipient: X25519PublicKey
+    envelope: Envelope
+    chunk: int = DEFAULT_CHUNK
+
+    def body(self) -> Iterator[bytes]:
+        """The sealed payload as it is sealed, then its 32-byte SHA-256."""
+        out = _Pieces()
+        writer = SealWriter(out, self.recipient, self.chunk)  # type: ignore[arg-type]
+        writer.write(self.prefix)
+        with self.source.open("rb") as fh:
+            while block := fh.read(self.chunk):
+                writer.write(block)
+                yield from out.drain()
+        writer.close()
+        yield from out.drain()
+        if out.size != self.envelope.sealed_bytes:  # the file changed under us
+            raise RuntimeError(f"{self.source} changed while it was being sent; send it again")
+        yield out.sha256.digest()
+
+
+class _Pieces:
+    """A sink that keeps what is written until drained, hashing and counting it."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.sha256, self.size = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.pieces.append(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def drain(self) -> Iterator[bytes]:
+        pieces, self.pieces = self.pieces, []
+        yield from pieces
+
+
+def needs_rewrite(source: Path) -> bool:
+    """The extract holds ``row_ref`` (an older `pprl hash`), which must not leave."""
+    return ROW_REF_COLUMN in pq.read_schema(source).names
+
+
+def stream_extract(
+    source: Path,
+    recipient: X25519PublicKey,
+    project_id: str,
+    policy_fingerprint: str,
+    chunk: int = DEFAULT_CHUNK,
+) -> SealedStream:
+    """The envelope and sealed body of ``source``, a hashed extract without ``row_ref``,
+    to send while it is sealed. Reads the file once first, for its SHA-256 (the API
+    spots a resubmitted identical extract by it before the body arrives)."""
+    agreement = _agreement(source, project_id, policy_fingerprint)
+    payload = hashlib.sha256()
+    with source.open("rb") as fh:
+        prefix = frame_prefix(agreement, _footer_copy(fh))
+        fh.seek(0)
+        while block := fh.read(1 << 20):
+            payload.update(block)
+        size = fh.tell()
+    envelope = Envelope(
+        **{k: v for k, v in agreement.__dict__.items() if k != "format"},
+        enclave_key_fingerprint=key_fingerprint(recipient),
+        sealed_bytes=sealed_size(len(prefix) + size, chunk),
+        sealed_sha256=DIGEST_FOLLOWS,
+        payload_sha256=payload.hexdigest(),
+    )
+    return SealedStream(source, prefix, recipient, envelope, chunk)
+
+
+def _agreement(source: Path, project_id: str, policy_fingerprint: str) -> Agreement:
+    manifest = read_manifest(source)
+    return Agreement(
+        project_id=project_id,
+        spec_fingerprint=manifest.spec_fingerprint,
+        key_check_value=manifest.key_check_value,
+        policy_fingerprint=policy_fingerprint,
+        rows=manifest.rows_written,
+        rows_rejected=manifest.rows_rejected,
+        tool_version=manifest.tool_version,
+    )
+
+
 def seal_extract(
     source: Path,
     target: Path,
@@ -78,16 +177,7 @@ def seal_extract(
     chunk: int = 1 << 20,
 ) -> SealedExtract:
     """Seal the hashed extract ``source`` to ``recipient`` into ``target`` (mode 0600)."""
-    manifest = read_manifest(source)
-    agreement = Agreement(
-        project_id=project_id,
-        spec_fingerprint=manifest.spec_fingerprint,
-        key_check_value=manifest.key_check_value,
-        policy_fingerprint=policy_fingerprint,
-        rows=manifest.rows_written,
-        rows_rejected=manifest.rows_rejected,
-        tool_version=manifest.tool_version,
-    )
+    agreement = _agreement(source, project_id, policy_fingerprint)
     extract = pq.ParquetFile(source)
     rewrite = ROW_REF_COLUMN in extract.schema_arrow.names
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -126,7 +126,12 @@ def submit_extract(
     # pyarrow is imported where an extract is read: `pprl serve` runs in this CLI
     # process, and the API must not carry it
     from linkage.encode.file import read_manifest
-    from service.cli.sealed_extract import seal_extract
+    from service.cli.sealed_extract import (
+        SealedExtract,
+        needs_rewrite,
+        seal_extract,
+        stream_extract,
+    )
 
     read_manifest(file)  # refuse a plaintext or foreign file before anything else
     project = client.request("GET", f"/v1/projects/{project_ref}")
@@ -138,15 +143,23 @@ def submit_extract(
     _check_key(fingerprint, project, enclave_fingerprint, pin, trust)
     policy = _agreed_policy(project, pin, accept_policy)
     recipient = X25519PublicKey.from_public_bytes(raw)
+    url = f"/v1/projects/{project['id']}/submissions"
     with tempfile.TemporaryDirectory(prefix="pprl-submit-") as tmp:
-        sealed = seal_extract(file, Path(tmp) / "extract.sealed", recipient, project["id"], policy)
-        size = sealed.envelope.sealed_bytes
+        # as `pprl hash` writes it: sealed while it is sent, its digest after the body;
+        # with row_ref inside (older versions): rewritten and sealed to a file first
+        sealed = (
+            seal_extract(file, Path(tmp) / "extract.sealed", recipient, project["id"], policy)
+            if needs_rewrite(file)
+            else stream_extract(file, recipient, project["id"], policy)
+        )
+        envelope = replace(sealed.envelope, period=period or "")  # a clear label, filed by the API
+        size = envelope.sealed_bytes
         receipt = client.upload(
-            f"/v1/projects/{project['id']}/submissions",
-            sealed.path,
-            on_progress=(lambda sent: on_progress(sent, size)) if on_progress else None,
-            # the period is a clear label in the envelope, filed by the API
-            headers={ENVELOPE_HEADER: replace(sealed.envelope, period=period or "").to_header()},
+            url,
+            sealed.path if isinstance(sealed, SealedExtract) else sealed.body,
+            on_progress=(lambda sent: on_progress(min(sent, size), size)) if on_progress else None,
+            headers={ENVELOPE_HEADER: envelope.to_header()},
+            size=envelope.body_bytes,
         )
     new_pin = Pin(client.settings.url, project["id"], project["name"], fingerprint, policy)
     path = None

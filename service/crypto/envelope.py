@@ -25,6 +25,15 @@ sealed payload's size and SHA-256, and the SHA-256 of the Parquet inside (the en
 checks it; the API uses it to spot a resubmitted identical extract). Nothing in it is
 record-level.
 
+The sealed payload's SHA-256 is known only once the whole payload is sealed. So that a
+client can seal and send at once, instead of sealing the whole file before the first
+byte leaves, its envelope may say ``"sealed_sha256": "follows"`` (:data:`DIGEST_FOLLOWS`):
+the body is then the sealed payload followed by its 32-byte SHA-256
+(:data:`DIGEST_TRAILER_BYTES`), and the API checks the one against the other exactly as
+it checks a digest given in the header. ``pprl submit`` does this for extracts it sends
+as they are; the API records the completed envelope, so nothing after it sees the
+difference.
+
 This module imports only the standard library (and the sealing module): the partner's
 client uses it without the server stack.
 """
@@ -45,6 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 __all__ = [
     "AGREEMENT_FORMAT",
+    "DIGEST_FOLLOWS",
+    "DIGEST_TRAILER_BYTES",
     "ENVELOPE_FORMAT",
     "ENVELOPE_HEADER",
     "FRAME_MAGIC",
@@ -77,6 +88,9 @@ _MAX_AGREEMENT = 16 << 10
 _MAX_TAIL = 16 << 20  # a footer copy larger than this is refused (real ones are KBs)
 _MAX_HEADER = 8 << 10
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: ``sealed_sha256`` of an envelope whose digest is sent after the sealed body
+DIGEST_FOLLOWS = "follows"
+DIGEST_TRAILER_BYTES = 32  # a raw SHA-256
 
 
 class EnvelopeError(ValueError):
@@ -165,6 +179,16 @@ class Envelope:
             tool_version=self.tool_version,
         )
 
+    @property
+    def digest_follows(self) -> bool:
+        """The sealed payload's SHA-256 is sent after it, as the body's last 32 bytes."""
+        return self.sealed_sha256 == DIGEST_FOLLOWS
+
+    @property
+    def body_bytes(self) -> int:
+        """The request body's length: the sealed payload, and its digest if it follows."""
+        return self.sealed_bytes + (DIGEST_TRAILER_BYTES if self.digest_follows else 0)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
@@ -181,8 +205,11 @@ class Envelope:
             )
         values = _fields(cls, data, "the envelope")
         for name in ("sealed_sha256", "payload_sha256", "enclave_key_fingerprint"):
+            if name == "sealed_sha256" and values[name] == DIGEST_FOLLOWS:
+                continue
             if not _HEX64.fullmatch(values[name]):
-                raise EnvelopeError(f"the envelope's {name} is not 64 hex digits")
+                also = f' (nor "{DIGEST_FOLLOWS}")' if name == "sealed_sha256" else ""
+                raise EnvelopeError(f"the envelope's {name} is not 64 hex digits{also}")
         for name in ("rows", "rows_rejected", "sealed_bytes"):
             if values[name] < 0:
                 raise EnvelopeError(f"the envelope's {name} is negative")

@@ -40,6 +40,7 @@ __all__ = [
     "seal_bytes",
     "seal_file",
     "seal_stream",
+    "sealed_size",
 ]
 
 MAGIC = b"PPRL-SEAL-v1"
@@ -192,6 +193,14 @@ def opened_size(sealed_size: int, chunk: int) -> int:
     body = sealed_size - _HEADER
     chunks = max(1, -(-body // (chunk + _TAG)))
     return body - chunks * _TAG
+
+
+def sealed_size(plain_size: int, chunk: int = DEFAULT_CHUNK) -> int:
+    """How many bytes sealing ``plain_size`` bytes in ``chunk``-byte chunks makes (the
+    inverse of :func:`opened_size`): known before sealing, so an upload can declare its
+    length and start while it is still being sealed."""
+    chunks = max(1, -(-plain_size // chunk))
+    return _HEADER + plain_size + chunks * _TAG
 
 
 def open_stream(fh: BinaryIO, private_key: X25519PrivateKey, name: str) -> Iterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from dataclasses import replace
 
 from fastapi import APIRouter, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
@@ -41,14 +42,15 @@ _UPLOAD_BODY = {
             "required": True,
             "description": "base64url of the envelope JSON (see service/crypto/envelope.py): "
             "spec, key check value, policy and enclave key fingerprints, rows, sealed size "
-            "and SHA-256",
+            'and SHA-256 (or "follows": then the body ends with the 32-byte SHA-256)',
             "schema": {"type": "string"},
         }
     ],
     "requestBody": {
         "required": True,
         "description": "The hashed extract sealed to the project's enclave key by `pprl "
-        "submit`, as the raw body. The API never opens it.",
+        "submit`, as the raw body (followed by its raw SHA-256 when the envelope's "
+        'sealed_sha256 is "follows"). The API never opens it.',
         "content": {SEALED_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     },
 }
@@ -96,10 +98,11 @@ async def upload(
     # refuse a wrong spec, secret, policy or key before reading a byte of the body
     await in_db_slot(state, service.check_envelope, state, caller, pid, envelope)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) != envelope.sealed_bytes:
+    expected = envelope.body_bytes  # the sealed payload, and its digest if that follows
+    if declared is not None and declared.isdigit() and int(declared) != expected:
         detail = (
             f"the body is {int(declared):,} bytes but the envelope says "
-            f"{envelope.sealed_bytes:,}: upload with `pprl submit`"
+            f"{expected:,}: upload with `pprl submit`"
         )
         await audit_rejection("size_mismatch", detail, int(declared))
         raise Unprocessable(detail)
@@ -112,6 +115,7 @@ async def upload(
     sidecar = write_sidecar(target, envelope)
     digest = hashlib.sha256()
     size = 0
+    trailer = bytearray()  # the digest after the sealed payload, when it follows
     try:
         # group-readable: the enclave worker runs as another OS user in the API's group
         # (deploy/compose.yaml); the bytes are sealed, so reading them tells it nothing
@@ -119,11 +123,14 @@ async def upload(
         with os.fdopen(fd, "wb") as fh:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > envelope.sealed_bytes:
+                if size > expected:
                     raise Unprocessable(
-                        f"the body is longer than the {envelope.sealed_bytes:,} bytes the "
-                        "envelope declares"
+                        f"the body is longer than the {expected:,} bytes the envelope declares"
                     )
+                beyond = size - envelope.sealed_bytes  # bytes of this chunk past the payload
+                if beyond > 0:
+                    trailer += chunk[len(chunk) - beyond :]
+                    chunk = chunk[: len(chunk) - beyond]
                 digest.update(chunk)
                 fh.write(chunk)
     except Unprocessable as exc:
@@ -136,7 +143,8 @@ async def upload(
         raise
     finally:
         sidecar.unlink(missing_ok=True)
-    if size != envelope.sealed_bytes or digest.hexdigest() != envelope.sealed_sha256:
+    claimed = trailer.hex() if envelope.digest_follows else envelope.sealed_sha256
+    if size != expected or digest.hexdigest() != claimed:
         target.unlink(missing_ok=True)
         detail = (
             "the body does not match its envelope (size or SHA-256 differ): it was altered "
@@ -144,6 +152,9 @@ async def upload(
         )
         await audit_rejection("digest_mismatch", detail, size)
         raise Unprocessable(detail)
+    # from here on the envelope is whole: recorded, audited and judged as if the digest
+    # had come in the header
+    envelope = replace(envelope, sealed_sha256=claimed)
     return await in_db_slot(state, service.receive_upload, state, caller, pid, target, envelope)
 
 

@@ -10,11 +10,12 @@ footer copy at the front of a ``PPRLSUB2`` frame says where they lie). When the 
 byte lands, what is left is the last row group and the count of repeated identities, so
 the verdict is ready about when the API records the submission.
 
-An acceptance is kept under the SHA-256 of exactly the bytes the child read and the
-project's terms it was judged under (project, spec, key check value, policy, repeat
-limits). Intake (``service.worker.intake``) uses it for a received submission whose
-recorded digest and terms are the same, and decides it through the same audited
-transition as any other; this thread asks for that decision as soon as the submission
+An acceptance is kept under the SHA-256 of exactly the bytes the child read (an upload
+whose digest follows its body, ``pprl submit``'s default, is filed under it once the
+child has read the last byte) and the project's terms it was judged under (project,
+spec, key check value, policy, repeat limits). Intake (``service.worker.intake``) uses
+it for a received submission whose recorded digest and terms are the same, and decides
+it through the same audited transition as any other; this thread asks for that decision as soon as the submission
 is recorded, so a verdict does not wait for the worker's poll or for a run in progress.
 
 Anything else (a rejection, an upload abandoned half way, a child past its limits, an
@@ -75,6 +76,9 @@ class EarlyIntake:
         self._key_hex = private_key_hex
         self._decide = decide  # intake's judgement of one received submission, by id
         self._uploads: dict[str, _Early] = {}  # by the envelope's sealed SHA-256
+        # uploads whose digest follows their body: by sidecar name until the child has
+        # read every byte (and so knows the digest), then filed under it
+        self._unnamed: dict[str, _Early] = {}
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(slots)
@@ -91,6 +95,12 @@ class EarlyIntake:
         judged it so (waiting for a child still reading it); else None."""
         with self._lock:
             early = self._uploads.get(sealed_sha256)
+            unnamed = list(self._unnamed.values()) if early is None else []
+        for other in unnamed:  # one of them may be these bytes
+            other.done.wait(self.settings.validation_timeout_seconds)
+        if unnamed:
+            with self._lock:
+                early = self._uploads.get(sealed_sha256)
         if early is None:
             return None
         early.done.wait(self.settings.validation_timeout_seconds)
@@ -143,17 +153,27 @@ class EarlyIntake:
             return ""
         job, envelope = arriving
         early = _Early(threading.Event(), terms=project_terms(job))
+        follows = envelope.digest_follows
         with self._lock:
-            before = self._uploads.get(envelope.sealed_sha256)
-            if before is not None and not before.done.is_set():
-                return ""  # the same bytes arriving twice at once: one child is enough
-            # (a retry after a cut-off upload sends the very same sealed bytes again)
-            self._uploads[envelope.sealed_sha256] = early
+            if follows:
+                self._unnamed[sidecar.name] = early
+            else:
+                before = self._uploads.get(envelope.sealed_sha256)
+                if before is not None and not before.done.is_set():
+                    return ""  # the same bytes arriving twice at once: one child is enough
+                # (a retry after a cut-off upload sends the very same sealed bytes again)
+                self._uploads[envelope.sealed_sha256] = early
+        verdict = None
         try:
             verdict = judge_in_child(self.settings, job, envelope.sealed_bytes)
             early.verdict = verdict
         finally:
             early.at = time.monotonic()
+            if follows:
+                with self._lock:
+                    del self._unnamed[sidecar.name]
+                    if verdict is not None and verdict.sealed_sha256:
+                        self._uploads[verdict.sealed_sha256] = early
             early.done.set()
         # an upload over before its child could open it (small ones often are) is judged
         # the ordinary way: worth a debug line, not an info one

@@ -145,3 +145,29 @@ def test_a_footer_copy_must_be_the_extract_s_own_footer() -> None:
         split_frame(forged)
     with pytest.raises(EnvelopeError, match="no PAR1"):
         parquet_tail(b"12345678")
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.integers(0, 5000), st.sampled_from([1, 7, 64, 256, 1024]))
+def test_the_sealed_size_is_known_before_sealing(size: int, chunk: int) -> None:
+    """What `pprl submit` declares before it seals (so it can send while sealing) is
+    exactly what sealing then makes, at and around every chunk boundary."""
+    from service.crypto.sealing import seal_bytes, sealed_size
+
+    assert sealed_size(size, chunk) == len(seal_bytes(b"\x01" * size, KEY.public_key(), chunk))
+
+
+def test_an_envelope_may_say_its_digest_follows_the_body() -> None:
+    from dataclasses import replace
+
+    from service.crypto.envelope import DIGEST_FOLLOWS, DIGEST_TRAILER_BYTES
+
+    follows = replace(_envelope(), sealed_sha256=DIGEST_FOLLOWS)
+    parsed = Envelope.from_header(follows.to_header())
+    assert parsed.digest_follows and parsed.body_bytes == 1 + DIGEST_TRAILER_BYTES
+    assert not _envelope().digest_follows and _envelope().body_bytes == 1
+    for bad in ("later", "", "C" * 64):
+        with pytest.raises(
+            EnvelopeError, match='sealed_sha256 is not 64 hex digits \\(nor "follows"\\)'
+        ):
+            Envelope.from_header(replace(_envelope(), sealed_sha256=bad).to_header())

@@ -81,7 +81,9 @@ def _manifest_for(extract: Path, table: pa.Table) -> dict[bytes, bytes]:
 
 def _sealed(data: bytes, v2: bool = True, chunk: int | None = None) -> tuple[Envelope, bytes]:
     if chunk is None:
-        headers, body = sealed_upload(data, _project(), KEY.public_key(), strip_row_ref=v2)
+        # as the API stores it: the sealed payload alone, its digest in the envelope
+        headers, body = sealed_upload(data, _project(), KEY.public_key(), strip_row_ref=v2,
+                                      digest_follows=False)  # fmt: skip
         return Envelope.from_header(headers[ENVELOPE_HEADER]), body
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "in.parquet"
@@ -361,15 +363,21 @@ def _events(log: Path, event: str) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.parametrize("digest_follows", [True, False], ids=["digest-after", "digest-ahead"])
 def test_the_worker_decides_an_upload_while_it_arrives(
     server_and_worker: tuple[Service, str, ssl.SSLContext, Path],
     hashed_extracts: dict[str, Path],
+    digest_follows: bool,
 ) -> None:
+    """Either way an envelope gives the sealed digest: after the body (`pprl submit`,
+    sealing while it sends) or in the header (the browser page, and extracts sealed to a
+    file first)."""
     s, url, context, log = server_and_worker
     project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
     key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
     data = _regroup(hashed_extracts["housing"].read_bytes())
-    headers, body = sealed_upload(data, project, key)
+    headers, body = sealed_upload(data, project, key, digest_follows=digest_follows)
+    assert Envelope.from_header(headers[ENVELOPE_HEADER]).digest_follows is digest_follows
 
     def slowly(cut_off: bool) -> Iterator[bytes]:
         for i in range(0, len(body), len(body) // 5 + 1):

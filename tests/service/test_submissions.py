@@ -334,3 +334,71 @@ def test_sealed_blob_hides_tokens_and_detects_tampering(
     s.judge()
     (sub,) = _subs(s, s.tokens["housing"])
     assert sub["status"] == "rejected" and "does not open" in sub["reason"]
+
+
+def _streamed(s: Service, extract: Path) -> tuple[dict[str, str], bytes]:
+    """Headers and body as `pprl submit` sends an extract: sealed while sent, the sealed
+    payload's SHA-256 after it."""
+    from tests.sealed import sealed_upload
+
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    return sealed_upload(extract.read_bytes(), project, key)
+
+
+def _post(s: Service, headers: dict[str, str], body: bytes) -> Any:
+    return s.http.post(f"/v1/projects/{s.project_id}/submissions",
+                       headers={**s.as_(s.tokens["housing"]), **headers}, content=body)  # fmt: skip
+
+
+def test_a_digest_after_the_body_is_checked_and_recorded(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    import hashlib
+
+    from service.crypto.envelope import ENVELOPE_HEADER, Envelope
+
+    s = project_service
+    headers, body = _streamed(s, hashed_extracts["housing"])
+    envelope = Envelope.from_header(headers[ENVELOPE_HEADER])
+    payload, trailer = body[:-32], body[-32:]
+    assert envelope.digest_follows and len(payload) == envelope.sealed_bytes
+    assert trailer == hashlib.sha256(payload).digest()
+    # a wrong digest, or none at all: refused, audited, nothing kept
+    for bad in (payload + bytes(32), payload, payload + trailer[:31]):
+        r = _post(s, headers, bad)
+        assert r.status_code == 422, r.text
+        assert "envelope" in r.json()["detail"]
+        assert s.audit_actions()[-1] == ("submission.rejected", "rejected")
+        assert not list(s.settings.data_dir.rglob("*.part"))
+    assert _subs(s, s.admin) == []
+    # the right one: the receipt and the stored blob carry the digest of exactly the payload
+    r = _post(s, headers, body)
+    assert r.status_code == 202, r.text
+    assert r.json()["sha256"] == trailer.hex()
+    (blob,) = list(s.settings.data_dir.rglob("*.sealed"))
+    assert blob.read_bytes() == payload
+    assert s.judge() == 1
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "accepted" and sub["sha256"] == trailer.hex()
+
+
+def test_each_streamed_sealing_is_new_and_opens_to_the_extract(
+    hashed_extracts: dict[str, Path],
+) -> None:
+    """A retry seals again (a new ephemeral key: nothing sealed waits on disk); every
+    sealing opens to the same frame and extract and fits the envelope's size."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from service.cli.sealed_extract import stream_extract
+    from service.crypto.sealing import open_bytes
+
+    key = X25519PrivateKey.generate()
+    stream = stream_extract(hashed_extracts["housing"], key.public_key(), "p", "f" * 64,
+                            chunk=4096)  # fmt: skip
+    first, second = b"".join(stream.body()), b"".join(stream.body())
+    assert first != second
+    for body in (first, second):
+        assert len(body) == stream.envelope.body_bytes
+        _, parquet = split_frame(open_bytes(body[:-32], key))
+        assert bytes(parquet) == hashed_extracts["housing"].read_bytes()
