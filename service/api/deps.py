@@ -56,6 +56,7 @@ __all__ = [
     "ReadSession",
     "Slot",
     "State",
+    "app_state",
     "audit_writer",
     "authenticate_request",
     "db_slot",
@@ -119,11 +120,19 @@ def denial_gate(state: AppState) -> DenialGate:
     return state.denials
 
 
+def app_state(request: Request) -> AppState:
+    """The app's state, read from the request. The hot routes and the caller's
+    dependencies use this rather than :data:`State`: FastAPI solves each dependency a
+    route names, even one already solved for the same request (then only to find it in
+    its cache), and on the read path those solves cost more than the reads."""
+    state: AppState = request.app.state.pprl
+    return state
+
+
 async def get_state(request: Request) -> AppState:
     """The app's state. ``async`` because FastAPI runs a plain ``def`` dependency in the
     threadpool: this one, in every request, was a thread hand-off for an attribute read."""
-    state: AppState = request.app.state.pprl
-    return state
+    return app_state(request)
 
 
 State = Annotated[AppState, Depends(get_state)]
@@ -300,10 +309,9 @@ async def _caller(
         mine.set_result(None)
 
 
-async def get_caller(
-    request: Request, state: State, credentials: Bearer, _slot: Slot
-) -> Authenticated:
+async def get_caller(request: Request, credentials: Bearer, _slot: Slot) -> Authenticated:
     """The authenticated caller; 401 (audited) without a valid, live token."""
+    state = app_state(request)
     return await _caller(state, credentials, lambda: run_in_threadpool(
         authenticate_request, state, credentials, request))  # fmt: skip
 
@@ -311,8 +319,9 @@ async def get_caller(
 Caller = Annotated[Authenticated, Depends(get_caller)]
 
 
-async def get_caller_async(request: Request, state: State, credentials: Bearer) -> Authenticated:
+async def get_caller_async(request: Request, credentials: Bearer) -> Authenticated:
     """The caller, for async routes: a slot only while checking the token, not after."""
+    state = app_state(request)
     return await _caller(state, credentials, lambda: in_db_slot(
         state, authenticate_request, state, credentials, request))  # fmt: skip
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from service.api.deps import (
     Caller,
     ReadSession,
     State,
+    app_state,
     in_db_slot,
     require_role,
 )
@@ -72,7 +73,7 @@ class Verification(BaseModel):
 
 @router.get("", response_model=AuditPage)
 async def list_events(
-    state: State,
+    request: Request,
     caller: AsyncCaller,
     project: str | None = None,
     actor: str | None = None,
@@ -86,6 +87,7 @@ async def list_events(
     ),
 ) -> Response:
     """Audit events, newest first, filtered and paginated (DPO)."""
+    state = app_state(request)  # not a dependency: see app_state
     require_role(state, caller, "read the audit log", *DPO)
     where = AuditFilter(project, actor, action, outcome, since, until)
     # async, with one trip to the threadpool for the query: a sync route with sync

@@ -13,6 +13,7 @@ from service.api.deps import (
     DbSession,
     ReadSession,
     State,
+    app_state,
     audit_writer,
     deny,
     in_db_slot,
@@ -93,7 +94,7 @@ def _release(
     },
 )  # fmt: skip
 async def get_results(
-    project_id: str, run_id: str, request: Request, state: State, caller: AsyncCaller
+    project_id: str, run_id: str, request: Request, caller: AsyncCaller
 ) -> Response:
     """The released, disclosure-controlled figures of a finished run (analyst; audited).
 
@@ -102,6 +103,7 @@ async def get_results(
     304 and no body, and is audited too. Either answer is sent only once its
     ``results.read`` event is committed.
     """
+    state = app_state(request)  # not a dependency: see app_state
     grant = (caller.id, project_id, run_id)
     found = state.read_grants.get(grant)
     if found is None:  # checked in the database at most once a second per caller and run
