@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, insert, select, update
+from sqlalchemy import String, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from service import context
 from service.audit.chain import canonical, event_hash
@@ -124,14 +125,31 @@ def draft(
     return Draft(fields, details_json)
 
 
+# Core statements on the tables, built once. Building them for each batch (coercing the
+# ORM attributes) and running them through the ORM (bulk insert and update machinery)
+# cost the group-commit writer about three times what SQLite took to run them.
+_HEAD = AuditHead.metadata.tables[AuditHead.__tablename__]
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT_EVENTS = insert(AuditEvent.metadata.tables[AuditEvent.__tablename__])
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
+)
+_HEAD_KEY = identity_key(AuditHead, 1)
+
+
 def record_many(session: Session, drafts: Sequence[Draft]) -> None:
     """Append ``drafts``, in order, to the hash-chained log inside ``session``'s
     transaction: one lock of the head, one INSERT of every row, one update of the head."""
     if not drafts:
         return
-    seq, prev_hash = session.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-    ).one()
+    # what the ORM statements did for us: the session's pending changes are written
+    # before the head is locked (locks are taken in the order they were), and a head
+    # this session loaded is read anew once it moves (below)
+    session.flush()
+    connection = session.connection()
+    seq, prev_hash = connection.execute(_LOCK_HEAD).one()
     rows = []
     for item in drafts:
         seq += 1
@@ -140,8 +158,11 @@ def record_many(session: Session, drafts: Sequence[Draft]) -> None:
         event = {**item.fields, "seq": seq, "at": at, "prev_hash": prev_hash}
         prev_hash = event_hash(event)
         rows.append({**event, "details": item.details_json, "hash": prev_hash})
-    session.execute(insert(AuditEvent), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev_hash))
+    connection.execute(_INSERT_EVENTS, rows)
+    connection.execute(_MOVE_HEAD, {"head_seq": seq, "head_hash": prev_hash})
+    head = session.identity_map.get(_HEAD_KEY)
+    if head is not None:
+        session.expire(head)
 
 
 def record(

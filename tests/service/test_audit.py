@@ -19,7 +19,7 @@ from service.audit.review import parse_export, receipt_for, verify, verify_strea
 from service.audit.signer import Signer
 from service.crypto import load_signing_key
 from service.db import Database
-from service.db.models import AuditCheckpoint, AuditEvent
+from service.db.models import AuditCheckpoint, AuditEvent, AuditHead
 from service.settings import Settings
 from tests.service_fixtures import Service
 
@@ -75,6 +75,20 @@ def test_the_database_refuses_update_and_delete(service: Service) -> None:
     ):
         with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
             conn.execute(text(statement))
+    assert _report(service).ok
+
+
+def test_a_head_loaded_in_the_session_moves_with_the_events_recorded(service: Service) -> None:
+    """record() writes through Core statements, which the ORM does not see: a head the
+    session loaded before is read anew, not kept as it was."""
+    _events(service, 2)
+    with _db(service).transaction() as session:
+        head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+        before = head.seq
+        record(session, actor=Actor("tester", "admin"), action="test.event")
+        assert head.seq == before + 1
+        again = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+        assert (again.seq, again.hash) == (before + 1, head.hash)
     assert _report(service).ok
 
 
