@@ -204,15 +204,17 @@ class ExtractChecker:
         return ExtractCheck(manifest=self.manifest, rows=self.rows)
 
     def _check_group(self, group: int) -> None:
+        # one read of every column the checks need: Arrow decodes them side by side on
+        # its threads (two reads, attributes then tokens, took ~2x as long)
+        columns = list(dict.fromkeys([*self._attributes, *(c for k in self._keys for c in k)]))
+        if not columns:
+            return
         try:
+            table = self._pf.read_row_group(group, columns=columns)
             if self._attributes:
-                table = self._pf.read_row_group(group, columns=list(self._attributes))
                 _check_attributes(table, self._attributes)
-            columns = list(dict.fromkeys(c for key in self._keys for c in key))
-            if columns:
-                tokens = self._pf.read_row_group(group, columns=columns)
-                for key, folds in zip(self._keys, self._folds, strict=True):
-                    folds.append(_fold(tokens, key))
+            for key, folds in zip(self._keys, self._folds, strict=True):
+                folds.append(_fold(table, key))
         except (pa.ArrowInvalid, OSError):
             raise ExtractRejected(
                 "the Parquet file is corrupt (unreadable data pages)", "corrupt"
