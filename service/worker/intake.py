@@ -200,7 +200,7 @@ def judge_submission(
                              settings.data_dir / sub.blob_path, sub.envelope_json or "{}",
                              project)  # fmt: skip
         size, digest = sub.bytes, sub.sha256
-    verdict = early.take(digest, project_terms(job)) if early is not None else None
+    verdict = early.take(digest, project_terms(job), size) if early is not None else None
     if verdict is None:
         verdict = judge_in_child(settings, job, size)
     del job

@@ -59,6 +59,8 @@ class _Early:
     terms: tuple[Any, ...]
     verdict: Verdict | None = None
     at: float = 0.0
+    size: int = 0  # sealed bytes the envelope declares
+    sidecar: Path | None = None  # while it exists, the body is still arriving
 
 
 class EarlyIntake:
@@ -90,13 +92,24 @@ class EarlyIntake:
         thread.start()
         return thread
 
-    def take(self, sealed_sha256: str, terms: tuple[Any, ...]) -> Verdict | None:
-        """The acceptance of the upload with this digest under these terms, if a child
-        judged it so (waiting for a child still reading it); else None."""
+    def take(self, sealed_sha256: str, terms: tuple[Any, ...], size: int = -1) -> Verdict | None:
+        """The acceptance of the upload with this digest under these terms (and of
+        ``size`` sealed bytes), if a child judged it so (waiting for a child still reading
+        it); else None."""
         with self._lock:
             early = self._uploads.get(sealed_sha256)
-            unnamed = list(self._unnamed.values()) if early is None else []
-        for other in unnamed:  # one of them may be these bytes
+            # a received upload whose digest followed it may be one still being read: one
+            # of the same size and terms whose body has all arrived (never a long upload
+            # still coming in, which would hold up the judgement of every other)
+            unnamed = [
+                other
+                for other in self._unnamed.values()
+                if early is None
+                and (other.size, other.terms) == (size, terms)
+                and other.sidecar is not None
+                and not other.sidecar.exists()
+            ]
+        for other in unnamed:
             other.done.wait(self.settings.validation_timeout_seconds)
         if unnamed:
             with self._lock:
@@ -152,7 +165,8 @@ class EarlyIntake:
         if arriving is None:
             return ""
         job, envelope = arriving
-        early = _Early(threading.Event(), terms=project_terms(job))
+        early = _Early(threading.Event(), terms=project_terms(job), size=envelope.sealed_bytes,
+                       sidecar=sidecar)  # fmt: skip
         follows = envelope.digest_follows
         with self._lock:
             if follows:

@@ -477,3 +477,45 @@ def test_a_page_corrupt_where_the_validator_does_not_read_names_its_partner(
     blob.write_bytes(body)
     with pytest.raises(SubmissionUnusable, match="housing's submission has a corrupt data page"):
         open_accepted(blob, KEY, _project()["id"], POLICY, "housing")
+
+
+def test_intake_waits_only_for_an_unnamed_upload_that_could_be_the_one(tmp_path: Path) -> None:
+    """An upload whose digest follows it is filed under that digest only when its child
+    has read the last byte. Intake, judging a received submission, waits for such a child
+    only if its upload has all arrived and has the submission's size and terms: a long
+    upload still arriving must never hold up the judgement of another."""
+    from service.settings import Settings
+    from service.worker.intake import Verdict
+    from service.worker.streaming import EarlyIntake, _Early
+
+    early = EarlyIntake(Settings(data_dir=tmp_path), None, "", lambda _: None)  # type: ignore[arg-type]
+    terms = ("p", "spec")
+
+    def unnamed(name: str, size: int, arriving: bool) -> _Early:
+        sidecar = tmp_path / f"{name}.envelope"
+        if arriving:
+            sidecar.write_text("{}")
+        upload = _Early(threading.Event(), terms=terms, size=size, sidecar=sidecar)
+        early._unnamed[name] = upload
+        return upload
+
+    still_arriving = unnamed("slow", 1000, arriving=True)
+    other_size = unnamed("other", 999, arriving=False)
+    started = time.monotonic()
+    assert early.take("a" * 64, terms, 1000) is None
+    assert time.monotonic() - started < 1  # waited for neither
+    assert not still_arriving.done.is_set() and not other_size.done.is_set()
+
+    this_one = unnamed("mine", 1000, arriving=False)
+
+    def child_finishes() -> None:
+        time.sleep(0.3)
+        this_one.verdict = Verdict(ok=True, sealed_sha256="b" * 64)
+        with early._lock:
+            del early._unnamed["mine"]
+            early._uploads["b" * 64] = this_one
+        this_one.done.set()
+
+    threading.Thread(target=child_finishes).start()
+    assert early.take("b" * 64, terms, 1000) == this_one.verdict  # waited for it
+    assert early.take("b" * 64, ("p", "another spec"), 1000) is None  # not under other terms
