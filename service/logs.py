@@ -15,6 +15,8 @@ from service import context
 __all__ = ["configure_logging", "log"]
 
 _logger = logging.getLogger("pprl")
+# json.dumps(entry, default=str) builds an encoder for every call; one is enough
+_encode = json.JSONEncoder(default=str).encode
 
 
 class _JsonFormatter(logging.Formatter):
@@ -26,7 +28,7 @@ class _JsonFormatter(logging.Formatter):
             "request_id": context.request_id.get(),
         }
         entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -41,4 +43,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event (pass only ids, counts, timings and statuses)."""
-    _logger.log(level, event, extra={"fields": fields})
+    if _logger.isEnabledFor(level):
+        # the record is made here, not by Logger.log, which walks the stack on every
+        # call to find the caller's file and line: they were always this function's
+        record = _logger.makeRecord(_logger.name, level, __file__, 0, event, (), None,
+                                    func="log", extra={"fields": fields})  # fmt: skip
+        _logger.handle(record)
