@@ -92,6 +92,10 @@ class AppState:
     event_json: Lru[tuple[int, str], bytes] = field(default_factory=lambda: Lru(10_000))
     # audit pages being read, joined by the requests for the same page until they begin
     page_reads: SharedReads[Hashable, bytes] = field(default_factory=SharedReads)
+    # checks of read grants (below) not begun yet, joined by the same caller's reads
+    grant_checks: SharedReads[tuple[str, str, str], tuple[Run, Release]] = field(
+        default_factory=SharedReads
+    )
     # valid tokens checked in the last second (see service.auth.recent for why that is safe)
     recent: recent_tokens.RecentTokens = field(default_factory=recent_tokens.RecentTokens)
     # (caller, project, run) found allowed to read that run's release, with the run and

@@ -31,26 +31,29 @@ class SharedReads(Generic[_K, _V]):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a read is taken off in the thread that runs it
-        self._waiting: dict[_K, asyncio.Task[_V]] = {}
+        self._waiting: dict[tuple[asyncio.AbstractEventLoop, _K], asyncio.Task[_V]] = {}
 
     async def read(self, key: _K, run: Callable[[Callable[[], None]], Awaitable[_V]]) -> _V:
         """The result of ``run(begin)``, shared with the requests for ``key`` that come
         before it calls ``begin()``, which it must do right before it reads."""
+        # by event loop too: a task can be awaited only in its own (one per process when
+        # serving; tests and tools may run several)
+        key_in_loop = (asyncio.get_running_loop(), key)
         with self._lock:
-            task = self._waiting.get(key)
+            task = self._waiting.get(key_in_loop)
             if task is None:
-                task = asyncio.ensure_future(run(functools.partial(self._begin, key)))
-                self._waiting[key] = task
-                task.add_done_callback(functools.partial(self._forget, key))
+                task = asyncio.ensure_future(run(functools.partial(self._begin, key_in_loop)))
+                self._waiting[key_in_loop] = task
+                task.add_done_callback(functools.partial(self._forget, key_in_loop))
         # shielded: a request that goes away does not cancel the read the others wait for
         return await asyncio.shield(task)
 
-    def _begin(self, key: _K) -> None:
+    def _begin(self, key: tuple[asyncio.AbstractEventLoop, _K]) -> None:
         with self._lock:
             # the entry is this read's: another for the key is made only once it is gone
             self._waiting.pop(key, None)
 
-    def _forget(self, key: _K, task: asyncio.Task[_V]) -> None:
+    def _forget(self, key: tuple[asyncio.AbstractEventLoop, _K], task: asyncio.Task[_V]) -> None:
         # a read that failed before it began (no slot, say) is not joined either
         with self._lock:
             if self._waiting.get(key) is task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -86,6 +87,20 @@ def _release(
         return run, release
 
 
+def _checked_release(
+    state: AppState, caller: Authenticated, project_id: str, run_id: str,
+    begin: Callable[[], None] | None,
+) -> tuple[Run, service.Release]:  # fmt: skip
+    """:func:`_release`, held as the caller's read grant; ``begin`` (of a shared check)
+    is called before the database is read, so the check sees all its requests'."""
+    if begin is not None:
+        begin()
+    since = recent.generation()
+    found = _release(state, caller, project_id, run_id)
+    state.read_grants.put((caller.id, project_id, run_id), found, since)
+    return found
+
+
 @router.get(
     "/{run_id}/results",
     responses={
@@ -107,9 +122,16 @@ async def get_results(
     grant = (caller.id, project_id, run_id)
     found = state.read_grants.get(grant)
     if found is None:  # checked in the database at most once a second per caller and run
-        since = recent.generation()
-        found = await in_db_slot(state, _release, state, caller, project_id, run_id)
-        state.read_grants.put(grant, found, since)
+        try:
+            # the caller's reads that come while a check waits for its turn share it (when
+            # the hold ran out under load, each of them checked for itself at once)
+            found = await state.grant_checks.read(grant, lambda begin: in_db_slot(
+                state, _checked_release, state, caller, project_id, run_id, begin))  # fmt: skip
+        except ServiceError:
+            # a refusal is not shared: each request is checked, refused and audited itself
+            found = await in_db_slot(
+                state, _checked_release, state, caller, project_id, run_id, None
+            )
     run, release = found
     held = release.etag in request.headers.get("if-none-match", "")
     await audit_writer(state).record(

@@ -477,6 +477,63 @@ def test_a_read_grant_lasts_its_hold_and_no_longer(project_service: Service) -> 
     assert len(_reads(s)) == before + 3
 
 
+def test_reads_waiting_together_for_a_grant_share_one_check(
+    project_service: Service, monkeypatch: Any
+) -> None:
+    """When a caller's read grant is not held, its reads of the release that queue while
+    the check waits for a database slot get that one check (each still audited); a
+    refusal is not shared: each refused read is checked, and audited, by itself."""
+    import httpx
+
+    from service.auth.recent import RecentGrants
+    from service.runs import router as runs_router
+
+    s = project_service
+    state = _state(s)
+    path, _sha = _finished_run(s)
+    analyst = s.as_(s.tokens["analyst"])
+    checks: list[str] = []
+    real = runs_router._release
+
+    def counted(*args: Any) -> Any:
+        checks.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(runs_router, "_release", counted)
+
+    async def together(who: dict[str, str]) -> list[int]:
+        state.db_slots = anyio.CapacityLimiter(1)
+        transport = httpx.ASGITransport(app=s.http.app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            await client.get(path, headers=who)  # its token is remembered now
+            state.read_grants = RecentGrants()  # but no grant is held
+            checks.clear()
+            holder = object()
+            await state.db_slots.acquire_on_behalf_of(holder)  # the check waits for a slot
+            reads = [asyncio.ensure_future(client.get(path, headers=who)) for _ in range(8)]
+            await asyncio.sleep(0.2)
+            state.db_slots.release_on_behalf_of(holder)
+            return [r.status_code for r in await asyncio.gather(*reads)]
+
+    before = len(_reads(s))
+    assert asyncio.run(together(analyst)) == [200] * 8
+    assert len(checks) == 1
+    assert len(_reads(s)) == before + 1 + 8
+    denials = len(_denials(s))
+    assert asyncio.run(together(s.as_(s.tokens["outsider"]))) == [403] * 8  # not an analyst
+    assert len(checks) == 1 + 8  # the shared check, then each for itself
+    assert len(_denials(s)) == denials + 1 + 8
+
+
+def _denials(s: Service) -> list[int]:
+    with _state(s).db.snapshot() as session:
+        return list(
+            session.execute(
+                select(AuditEvent.seq).where(AuditEvent.action == "access.denied")
+            ).scalars()
+        )
+
+
 def test_a_bad_token_is_refused_before_any_route_opens_its_session(
     project_service: Service,
 ) -> None:
