@@ -402,3 +402,35 @@ def test_each_streamed_sealing_is_new_and_opens_to_the_extract(
         assert len(body) == stream.envelope.body_bytes
         _, parquet = split_frame(open_bytes(body[:-32], key))
         assert bytes(parquet) == hashed_extracts["housing"].read_bytes()
+
+
+def test_a_receipt_can_wait_for_the_verdict(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """``?wait=`` holds the answer until the enclave's verdict is recorded (or the wait
+    is over), so `pprl submit --wait` needs no polling loop of its own."""
+    import threading
+    import time
+
+    s = project_service
+    r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes())
+    assert r.status_code == 202, r.text
+    url = f"/v1/projects/{s.project_id}/submissions/{r.json()['id']}"
+    started = time.monotonic()
+    still = s.http.get(url, params={"wait": 0.5}, headers=s.as_(s.tokens["housing"]))
+    assert still.json()["status"] == "received" and time.monotonic() - started >= 0.5
+    # another partner still cannot see it, waiting or not
+    assert (
+        s.http.get(url, params={"wait": 0.1}, headers=s.as_(s.tokens["police"])).status_code == 404
+    )
+    assert (
+        s.http.get(url, params={"wait": 31}, headers=s.as_(s.tokens["housing"])).status_code == 422
+    )
+
+    judging = threading.Timer(0.3, s.judge)
+    judging.start()
+    started = time.monotonic()
+    decided = s.http.get(url, params={"wait": 20}, headers=s.as_(s.tokens["housing"]))
+    judging.join()
+    assert decided.json()["status"] == "accepted", decided.json()
+    assert time.monotonic() - started < 10  # answered when the verdict came, not at 20 s
