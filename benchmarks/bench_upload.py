@@ -5,22 +5,24 @@
 Starts `pprl serve` (TLS on loopback, a fresh data dir and SQLite, no embedded worker)
 and a separate `pprl worker` (the enclave), writes generated records as `pprl hash`
 writes them (tokens and attributes; row numbers stay in the partner's local row map),
-then times `pprl submit --trust --wait` end to end: the client seals the file's bytes as
-written to the enclave key (behind a copy of the Parquet footer), streams them to the
-API (which checks the envelope and stores the sealed bytes without opening them), and
-waits until the enclave has validated the extract and recorded `accepted`. The worker
+then times `pprl submit --trust --wait` end to end: the client reads the file once for
+its SHA-256, then seals its bytes as written to the enclave key (behind a copy of the
+Parquet footer) while it streams them to the API, the sealed digest after them (the API
+checks the envelope and the digest and stores the sealed bytes without opening them),
+and waits until the enclave has validated the extract and recorded `accepted`. The worker
 validates while the upload arrives (``service.worker.streaming``: a validator child
 follows the growing file, opening each sealed chunk and checking each row group as it
 lands) and decides as soon as the API records the submission. The clock starts before
 the client asks for the project and the enclave key and stops when it reads the
 verdict, so sealing, upload, what the enclave has left to check after the last byte,
-the decision and the client's own polling (50 ms) are all inside it; the partner
+the decision and the client's wait for it (the service answers within 20 ms of the
+verdict: ``?wait=``) are all inside it; the partner
 process's imports are not. (The worker's own poll, 50 ms here, only matters with
 ``PPRL_STREAM_VALIDATION=false``.) Before the timed submission, another partner submits 1,000
 rows, timed and printed apart: the worker starts its validator's fork server on its
 first submission (once per worker process), which the timed figure then does not pay.
-``--with-row-ref`` measures an extract in the older format,
-with ``row_ref`` inside, which `pprl submit` rewrites without it before sealing.
+``--with-row-ref`` measures an extract in the older format, with ``row_ref`` inside,
+which `pprl submit` rewrites without it and seals to a file before sending.
 
 Prints MB/s (of the hashed extract as it sits on the partner's disk), the time split
 (sealed and uploaded / received to judged by the enclave), CPU-seconds and peak RSS of
