@@ -158,6 +158,9 @@ class Submission(Base):
     envelope_json: Mapped[str | None] = mapped_column(Text)  # the clear envelope
     # the period the extract covers (e.g. 2026-Q1); None = the project's one period
     period: Mapped[str | None] = mapped_column(String(20))
+    # the enclave's HMAC over what it accepted (service.worker.acceptance); NULL until
+    # the enclave accepts it, and on rows accepted before tags existed
+    enclave_tag: Mapped[str | None] = mapped_column(String(64))
 
 
 class Run(Base):

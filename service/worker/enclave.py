@@ -21,6 +21,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from linkage.disclose import disclose
 from linkage.errors import DisclosureError, LinkageError
@@ -34,7 +35,8 @@ from service.processes import owned_by_other_live_process
 from service.projects.rules import RunRules
 from service.projects.service import disclosure_policy, project_rules, project_spec
 from service.settings import Settings
-from service.worker.opening import SubmissionUnusable, open_accepted
+from service.worker.acceptance import tag_holds
+from service.worker.opening import SubmissionUnusable, open_accepted, tampered
 from service.worker.queue import Claim, recorded_state_version
 from service.worker.spark import run_backend
 from service.worker.state import (
@@ -49,6 +51,7 @@ __all__ = [
     "GENERIC_FAILURE",
     "RunFailed",
     "compute_release",
+    "current_sources",
     "private_workdir",
     "state_dir",
     "sweep_stale_workdirs",
@@ -152,6 +155,28 @@ def _in_period(period: str | None) -> list[Any]:
     return [Submission.superseded_at.is_(None), chosen]
 
 
+def current_sources(
+    session: Session, project_id: str, period: str | None
+) -> list[tuple[Submission, str]]:
+    """The submissions a run of ``period`` links, one per partner, with the partner's
+    name, in name order."""
+    rows = session.execute(
+        # extracts are named by partner organisation, so two tokens of one partner
+        # (a rotation, a second machine) stay one partner
+        select(Submission, partner_label())
+        .join(Principal, Principal.id == Submission.partner_id)
+        .outerjoin(Partner, Partner.id == Principal.partner_id)
+        .where(
+            Submission.project_id == project_id,
+            Submission.status == "accepted",  # judged by the enclave's validator
+            Submission.purged_at.is_(None),
+            *_in_period(period),
+        )  # fmt: skip
+        .order_by(partner_label())
+    ).all()
+    return one_per_partner((sub, name) for sub, name in rows)
+
+
 def compute_release(
     settings: Settings,
     db: Database,
@@ -174,22 +199,9 @@ def compute_release(
         rules, rules_json = project_rules(project), project.run_rules_json
         db_version = project.enclave_state_version
         audited = recorded_state_version(session, project.id)
-        rows = session.execute(
-            # extracts are named by partner organisation, so two tokens of one partner
-            # (a rotation, a second machine) stay one partner
-            select(Submission, partner_label())
-            .join(Principal, Principal.id == Submission.partner_id)
-            .outerjoin(Partner, Partner.id == Principal.partner_id)
-            .where(
-                Submission.project_id == project.id,
-                Submission.status == "accepted",  # judged by the enclave's validator
-                Submission.purged_at.is_(None),
-                *_in_period(period),
-            )  # fmt: skip
-            .order_by(partner_label())
-        ).all()
-        sources = [(name, settings.data_dir / sub.blob_path, sub.id)
-                   for sub, name in one_per_partner((sub, name) for sub, name in rows)]  # fmt: skip
+        sources = [(name, settings.data_dir / sub.blob_path, sub.sha256, sub.version,
+                    tag_holds(key, sub))
+                   for sub, name in current_sources(session, project.id, period)]  # fmt: skip
     state = _trusted_state(settings, key, claim, db_version, audited)
     if state.rules_digest is not None and state.rules_digest != rules_digest(rules_json):
         raise RunFailed("the project's run rules changed after its first release")
@@ -213,9 +225,15 @@ def compute_release(
     progress("opening sealed submissions", 0.02)
     policy_fp = policy_fingerprint(policy)
     extracts = {}
-    for name, path, _sub_id in sources:
+    for name, path, sealed_sha256, version, accepted in sources:
         try:
-            extracts[name] = open_accepted(path, key, claim.project_id, policy_fp, name)
+            if not accepted:
+                # accepted by the enclave, not merely marked so: the worker validated and
+                # tagged any untagged row before this run (service.worker.revalidate), so
+                # a row without a valid tag now was altered
+                raise tampered(name, version)
+            extracts[name] = open_accepted(path, key, claim.project_id, policy_fp, name,
+                                           sealed_sha256=sealed_sha256, version=version)  # fmt: skip
         except SubmissionUnusable as exc:
             raise RunFailed(str(exc)) from None
         if extracts[name].num_rows < rules.min_extract_rows:

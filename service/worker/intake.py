@@ -31,6 +31,7 @@ from service.db.models import Principal, Project, Submission
 from service.logs import log
 from service.projects.service import disclosure_policy
 from service.settings import Settings
+from service.worker.acceptance import acceptance_tag
 from service.worker.supervise import fork_server
 from service.worker.validator import run_job
 
@@ -204,11 +205,16 @@ def judge_submission(
     if verdict is None:
         verdict = judge_in_child(settings, job, size)
     del job
-    _decide(settings, db, actor, submission_id, verdict)
+    _decide(settings, db, key, actor, submission_id, verdict)
 
 
 def _decide(
-    settings: Settings, db: Database, actor: Actor, submission_id: str, verdict: Verdict
+    settings: Settings,
+    db: Database,
+    key: X25519PrivateKey,
+    actor: Actor,
+    submission_id: str,
+    verdict: Verdict,
 ) -> None:
     now = datetime.now(UTC)
     with db.transaction() as session:
@@ -245,6 +251,8 @@ def _decide(
                 decided_at=now,
                 purged_at=None if verdict.ok else now,
                 rows=verdict.rows if verdict.ok else sub.rows,
+                # the enclave's own proof of what it accepted, checked by every run
+                enclave_tag=acceptance_tag(key, sub, rows=verdict.rows) if verdict.ok else None,
             )
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from service.worker.enclave import (
 )
 from service.worker.intake import judge_submission, validate_received
 from service.worker.queue import Claim, claim_next, finish_failed, finish_with_results, renew
+from service.worker.revalidate import revalidate_untagged
 from service.worker.spark import stop_worker_spark, sweep_spark_scratch
 from service.worker.state import EnclaveState, prune_states, store_state
 from service.worker.streaming import EarlyIntake
@@ -91,6 +92,8 @@ class Worker:
 
         started = time.monotonic()
         try:
+            # here, not in the run's child: validating needs a child of its own
+            revalidate_untagged(self.settings, self.db, self.key, self.actor, claim)
             # in a child process this worker can kill: a wall-clock limit per run, and no
             # orphaned computation if this worker dies
             released, epsilon, state = run_limited(

@@ -6,6 +6,7 @@ overspent by workers racing; output checking holds a release until it is approve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -26,9 +27,11 @@ from linkage.manifest import MANIFEST_KEY
 from linkage.spec import policy_fingerprint
 from service.audit import Actor
 from service.cli.sealed_extract import seal_extract
+from service.crypto import load_enclave_private_key
 from service.db import Database
 from service.db.models import AuditEvent, Principal, Project, Run, Submission
 from service.projects.service import disclosure_policy
+from service.worker.acceptance import acceptance_tag
 from service.worker.enclave import state_dir
 from service.worker.loop import Worker
 from service.worker.queue import claim_next, finish_failed
@@ -50,8 +53,9 @@ def _slice(extract: Path, rows: int | list[int]) -> Path:
 
 
 def _store(s: Service, partner: str, extract: Path, rows: int | list[int] | None = None) -> None:
-    """Store a partner's sealed, accepted submission as the upload path leaves it (the
-    upload format is tested elsewhere; here the enclave's rules are under test)."""
+    """Store a partner's sealed, accepted submission as the upload path and the enclave's
+    acceptance leave it, with its acceptance tag (the upload format is tested elsewhere;
+    here the enclave's rules are under test)."""
     state = s.http.app.state.pprl  # type: ignore[attr-defined]
     source = extract if rows is None else _slice(extract, rows)
     sub_id = str(uuid.uuid4())
@@ -85,10 +89,14 @@ def _store(s: Service, partner: str, extract: Path, rows: int | list[int] | None
         row = Submission(
             id=sub_id, project_id=s.project_id, partner_id=pid, version=version,
             rows=pq.read_metadata(source).num_rows, rows_rejected=0, bytes=sealed.stat().st_size,
-            sha256="0" * 64, blob_path=str(sealed.relative_to(s.settings.data_dir)),
+            sha256=hashlib.sha256(sealed.read_bytes()).hexdigest(),
+            blob_path=str(sealed.relative_to(s.settings.data_dir)),
             received_at=now, superseded_at=None, purged_at=None,
         )  # fmt: skip
         row.status = "accepted"
+        row.enclave_tag = acceptance_tag(
+            load_enclave_private_key(s.settings.enclave_private_key_path), row
+        )
         session.add(row)
 
 

@@ -1,0 +1,231 @@
+"""The enclave's acceptance is bound to the submission and its bytes, on SQLite and
+PostgreSQL, through the real upload, intake and run: an operator who marks a submission
+accepted in the database, swaps an accepted blob for another payload sealed to the
+enclave's public key, or alters the acceptance tag cannot make a run link what the
+enclave did not accept. A submission accepted before tags existed is validated again
+and tagged, and the run goes on."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select, update
+
+from service.db.models import AuditEvent, Principal, Submission
+from service.worker.loop import Worker
+from tests.sealed import sealed_upload
+from tests.service_fixtures import Service
+
+TAMPERED = (
+    "housing's submission v1 is not the one the enclave accepted (altered in the database "
+    "or in storage): it must submit again"
+)
+REFUSED = (
+    "housing's submission v1 carries no acceptance by the enclave, and the enclave's "
+    "validator refuses it now: it must submit again"
+)
+
+
+def _db(s: Service) -> Any:
+    return s.http.app.state.pprl.db  # type: ignore[attr-defined]
+
+
+def _new_project(s: Service) -> None:
+    s.project_id = s.project(name=f"p-{uuid.uuid4().hex[:8]}",
+                             members=["housing", "police", "analyst"],
+                             run_rules={"runs_per_period": 50})  # fmt: skip
+
+
+def _upload(s: Service, partner: str, data: bytes) -> str:
+    r = s.upload(s.tokens[partner], data)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def _row(s: Service, partner: str) -> Submission:
+    with _db(s).transaction() as session:
+        sub = session.execute(
+            select(Submission)
+            .join(Principal, Principal.id == Submission.partner_id)
+            .where(Submission.project_id == s.project_id, Principal.name == partner)
+        ).scalar_one()
+        session.expunge(sub)
+        return sub  # type: ignore[no-any-return]
+
+
+def _set(s: Service, submission_id: str, **values: Any) -> None:
+    """What an operator with the database can do."""
+    with _db(s).transaction() as session:
+        session.execute(update(Submission).where(Submission.id == submission_id).values(**values))
+
+
+def _run(s: Service, **params: Any) -> dict[str, Any]:
+    analyst = s.as_(s.tokens["analyst"])
+    r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst, json=params)
+    assert r.status_code == 202, r.text
+    run_id = r.json()["id"]
+    assert Worker(s.settings).run_once() == run_id
+    state: dict[str, Any] = s.http.get(
+        f"/v1/projects/{s.project_id}/runs/{run_id}", headers=analyst
+    ).json()
+    return state
+
+
+def _events(s: Service, action: str) -> list[dict[str, Any]]:
+    with _db(s).transaction() as session:
+        rows = session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.action == action, AuditEvent.project_id == s.project_id)
+            .order_by(AuditEvent.seq)
+        ).scalars()
+        return [{"outcome": e.outcome, "subject": e.subject, **json.loads(e.details)} for e in rows]
+
+
+def _one_person_on_every_row(extract: Path) -> bytes:
+    """``extract`` with one NHS number on every row: the validator refuses it."""
+    table = pq.read_table(extract)
+    index = table.schema.get_field_index("t_nhs_number_exact")
+    same = pa.array([bytes(range(16))] * table.num_rows, table.schema.field(index).type)
+    out = io.BytesIO()
+    table = table.set_column(index, "t_nhs_number_exact", same)
+    pq.write_table(table.replace_schema_metadata(pq.read_metadata(extract).metadata), out)
+    return out.getvalue()
+
+
+def _assert_failed_audited(s: Service, state: dict[str, Any], message: str) -> None:
+    assert state["status"] == "failed" and state["message"] == message, state
+    failed = _events(s, "run.failed")
+    assert failed and failed[-1]["message"] == message and failed[-1]["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("before", ["received", "rejected"])
+def test_a_submission_marked_accepted_by_hand_is_validated_not_linked(
+    project_service: Service, hashed_extracts: dict[str, Path], before: str
+) -> None:
+    s = project_service
+    _new_project(s)
+    bad = _upload(s, "housing", _one_person_on_every_row(hashed_extracts["housing"]))
+    blob = s.settings.data_dir / _row(s, "housing").blob_path
+    kept = blob.read_bytes()  # the operator holds the storage
+    if before == "received":  # marked accepted before the enclave could judge it
+        _set(s, bad, status="accepted")
+    _upload(s, "police", hashed_extracts["police"].read_bytes())
+    s.judge()
+    if before == "rejected":
+        assert _row(s, "housing").status == "rejected" and not blob.exists()
+        blob.write_bytes(kept)
+        _set(s, bad, status="accepted", reason=None, purged_at=None)
+    assert _row(s, "police").enclave_tag is not None  # intake tagged the good one
+    state = _run(s)
+    _assert_failed_audited(s, state, REFUSED)
+    again = _events(s, "submission.revalidated")
+    assert [(e["subject"], e["outcome"], e["reason"]) for e in again] == [
+        (bad, "rejected", "repeated_identity")
+    ]
+    assert again[0]["partner"] == "housing" and again[0]["run"] == state["id"]
+    assert _row(s, "housing").enclave_tag is None  # still not the enclave's: next run, same
+    _assert_failed_audited(s, _run(s), REFUSED)
+
+
+def test_an_accepted_blob_swapped_for_another_sealed_extract_fails_the_run(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    _new_project(s)
+    for partner in ("housing", "police"):
+        _upload(s, partner, hashed_extracts[partner].read_bytes())
+    s.judge()
+    housing = _row(s, "housing")
+    assert housing.status == "accepted" and housing.enclave_tag is not None
+    # another extract sealed for this project to the enclave's public key (anyone has it):
+    # it opens, its agreement fits, the validator would accept it; it is not what was
+    info = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    public = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    swapped = pq.read_table(hashed_extracts["housing"]).slice(0, 400)
+    out = io.BytesIO()
+    pq.write_table(swapped, out)
+    _, body = sealed_upload(out.getvalue(), info, public, digest_follows=False)
+    blob = s.settings.data_dir / housing.blob_path
+    blob.write_bytes(body)
+    _assert_failed_audited(s, _run(s), TAMPERED)
+    # and with the database's digest changed to match: the tag binds the digest
+    _set(s, housing.id, sha256=hashlib.sha256(body).hexdigest())
+    _assert_failed_audited(s, _run(s), TAMPERED)
+    assert not _events(s, "submission.revalidated")
+
+
+def test_an_altered_acceptance_tag_fails_the_run(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    _new_project(s)
+    for partner in ("housing", "police"):
+        _upload(s, partner, hashed_extracts[partner].read_bytes())
+    s.judge()
+    housing, police = _row(s, "housing"), _row(s, "police")
+    assert housing.enclave_tag and police.enclave_tag
+    flipped = ("0" if housing.enclave_tag[0] != "0" else "1") + housing.enclave_tag[1:]
+    # a tag altered, a genuine tag of another submission, and a genuine tag on a row
+    # whose other fields moved: none is the enclave's acceptance of this row
+    for values in (
+        {"enclave_tag": flipped},
+        {"enclave_tag": police.enclave_tag},
+        {"enclave_tag": housing.enclave_tag, "rows": housing.rows + 1},
+        {"rows": housing.rows, "period": "2026-Q1"},  # moved into another period's run
+    ):
+        _set(s, housing.id, **values)
+        params = {"period": values["period"]} if "period" in values else {}
+        _assert_failed_audited(s, _run(s, **params), TAMPERED)
+    assert not _events(s, "submission.revalidated")
+    _set(s, housing.id, period=None)  # put back as the enclave accepted it: runs again
+    assert _run(s)["status"] == "done"
+
+
+def test_an_untagged_accepted_submission_is_validated_tagged_and_linked(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    s = project_service
+    _new_project(s)
+    for partner in ("housing", "police"):
+        _upload(s, partner, hashed_extracts[partner].read_bytes())
+    s.judge()
+    housing = _row(s, "housing")
+    assert housing.enclave_tag is not None
+    _set(s, housing.id, enclave_tag=None)  # as accepted before tags existed
+    state = _run(s)
+    assert state["status"] == "done", state
+    # validated again in the enclave and given the very tag intake would have given
+    assert _row(s, "housing").enclave_tag == housing.enclave_tag
+    again = _events(s, "submission.revalidated")
+    assert [(e["subject"], e["outcome"], e["rows"]) for e in again] == [
+        (housing.id, "accepted", housing.rows)
+    ]
+    assert _run(s)["status"] == "done"
+    assert len(_events(s, "submission.revalidated")) == 1  # tagged once, for good
+
+
+def test_an_untagged_submission_whose_blob_moved_is_not_linked(
+    project_service: Service, hashed_extracts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Clearing the tag does not launder a swapped blob: the validator judges the file in
+    storage, and the run checks it is the one the row names."""
+    s = project_service
+    _new_project(s)
+    for partner in ("police", "housing"):
+        _upload(s, partner, hashed_extracts[partner].read_bytes())
+    s.judge()
+    housing, police = _row(s, "housing"), _row(s, "police")
+    # housing's blob replaced by police's genuine accepted one, and the tag cleared
+    shutil.copy(s.settings.data_dir / police.blob_path, s.settings.data_dir / housing.blob_path)
+    _set(s, housing.id, enclave_tag=None)
+    _assert_failed_audited(s, _run(s), REFUSED)
+    assert _events(s, "submission.revalidated")[-1]["reason"] == "agreement"
