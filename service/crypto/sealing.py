@@ -34,6 +34,7 @@ __all__ = [
     "SealError",
     "SealWriter",
     "open_bytes",
+    "open_hashed",
     "open_sealed",
     "open_stream",
     "opened_size",
@@ -184,6 +185,28 @@ def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
     """
     with path.open("rb") as fh:
         yield from _open_stream(fh, private_key, path.name)
+
+
+class _Hashing:
+    """A reader that hashes every byte read through it."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh, self.digest = fh, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self.digest.update(data)
+        return data
+
+
+def open_hashed(path: Path, private_key: X25519PrivateKey) -> tuple[bytes, str]:
+    """The whole plaintext sealed in ``path`` and the SHA-256 of the file's bytes, from one
+    read (raises :class:`SealError`): what the enclave opened is what that digest names."""
+    with path.open("rb") as fh:
+        reader = _Hashing(fh)
+        plaintext = b"".join(_open_stream(reader, private_key, path.name))  # type: ignore[arg-type]
+        reader.read()  # nothing follows a last chunk that authenticated; hashed if it did
+    return plaintext, reader.digest.hexdigest()
 
 
 def opened_size(sealed_size: int, chunk: int) -> int:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Verdict",
+    "altered_verdict",
     "judge_in_child",
     "judge_submission",
     "project_terms",
@@ -208,6 +209,15 @@ def judge_submission(
     _decide(settings, db, key, actor, submission_id, verdict)
 
 
+def altered_verdict() -> Verdict:
+    """The verdict on a payload whose bytes in storage are not the ones the submission
+    names (the API recorded their SHA-256 as they arrived)."""
+    return Verdict(False, "altered", (
+        "the sealed payload in storage is not the one that was received (altered in "
+        "storage or in the database)"
+    ))  # fmt: skip
+
+
 def _decide(
     settings: Settings,
     db: Database,
@@ -228,9 +238,12 @@ def _decide(
         partner_name = partner.name if partner else "?"
         envelope = Envelope.from_json(sub.envelope_json) if sub.envelope_json else None
         if verdict.ok:
+            if verdict.sealed_sha256 != sub.sha256:
+                # the acceptance tag names sub.sha256: it must be the bytes the child judged
+                verdict = altered_verdict()
             # re-checked under the project lock: another partner's first acceptance may
             # have fixed the secret, or the admin may have changed the policy meanwhile
-            if project.key_check_value not in (None, verdict.key_check_value):
+            elif project.key_check_value not in (None, verdict.key_check_value):
                 verdict = Verdict(False, "wrong_secret", (
                     f"the extract was hashed under a different secret (key check value "
                     f"{verdict.key_check_value}, the project's is {project.key_check_value})"

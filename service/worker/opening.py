@@ -11,16 +11,14 @@ check that it links the very bytes the enclave accepted (``service.worker.accept
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from service.crypto.envelope import EnvelopeError, split_frame
-from service.crypto.sealing import SealError, open_stream
+from service.crypto.sealing import SealError, open_hashed
 
 __all__ = ["SubmissionUnusable", "open_accepted", "tampered"]
 
@@ -39,27 +37,6 @@ def tampered(partner: str, version: int) -> SubmissionUnusable:
     )
 
 
-class _Hashing:
-    """A reader that hashes every byte read through it."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh, self.digest = fh, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        self.digest.update(data)
-        return data
-
-
-def _open_hashed(path: Path, key: X25519PrivateKey) -> tuple[bytes, str]:
-    """The plaintext sealed in ``path`` and the SHA-256 of the file's bytes, in one read."""
-    with path.open("rb") as fh:
-        reader = _Hashing(fh)
-        plaintext = b"".join(open_stream(reader, key, path.name))  # type: ignore[arg-type]
-        reader.read()  # nothing follows a well-formed last chunk; hash it if anything does
-    return plaintext, reader.digest.hexdigest()
-
-
 def open_accepted(
     path: Path,
     key: X25519PrivateKey,
@@ -74,7 +51,7 @@ def open_accepted(
     when ``sealed_sha256`` is given, if the file is exactly those bytes (the ones the
     enclave accepted as ``partner``'s submission ``version``)."""
     try:
-        plaintext, digest = _open_hashed(path, key)
+        plaintext, digest = open_hashed(path, key)
     except FileNotFoundError:
         raise SubmissionUnusable(f"{partner}'s submission is missing from storage") from None
     except SealError:

@@ -29,7 +29,8 @@ from service.logs import log
 from service.settings import Settings
 from service.worker.acceptance import acceptance_tag
 from service.worker.enclave import RunFailed, current_sources
-from service.worker.intake import Verdict, judge_in_child, validation_job
+from service.worker.intake import Verdict, altered_verdict, judge_in_child, validation_job
+from service.worker.opening import tampered
 from service.worker.queue import Claim
 
 __all__ = ["revalidate_untagged"]
@@ -68,6 +69,8 @@ def revalidate_untagged(
         ]  # fmt: skip
     for item in pending:
         verdict = judge_in_child(settings, item.job, item.size)
+        if verdict.ok and verdict.sealed_sha256 != item.sha256:
+            verdict = altered_verdict()  # the tag will name item.sha256: not what was judged
         _settle(db, key, actor, claim, item, verdict)
     return len(pending)
 
@@ -103,6 +106,8 @@ def _settle(
     log("submission validated again before a run", submission=item.submission_id,
         run=claim.run_id, verdict="accepted" if verdict.ok else "rejected",
         reason=verdict.reason)  # fmt: skip
+    if verdict.reason == "altered":
+        raise RunFailed(str(tampered(item.partner, item.version)))
     if not verdict.ok:
         raise RunFailed(
             f"{item.partner}'s submission v{item.version} carries no acceptance by the enclave, "

@@ -41,14 +41,15 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from service.crypto.envelope import Envelope, EnvelopeError, split_frame
-    from service.crypto.sealing import SealError, open_sealed
+    from service.crypto.sealing import SealError, open_hashed
     from service.submissions.validate import ExtractRejected
 
     try:
         key = X25519PrivateKey.from_private_bytes(bytes.fromhex(job["private_key"]))
         envelope = Envelope.from_json(job["envelope"])
         try:
-            plaintext = b"".join(open_sealed(Path(job["path"]), key))
+            # hashed as read: an acceptance names the very bytes judged
+            plaintext, sealed_sha256 = open_hashed(Path(job["path"]), key)
         except FileNotFoundError:
             raise _Reject("the sealed payload is missing from storage", "missing") from None
         except SealError:
@@ -64,7 +65,7 @@ def judge(job: dict[str, Any]) -> dict[str, Any]:
         del plaintext
         checker = _checker_for(buffer, job)
         checker.advance(buffer.size)
-        return _accepted(checker, agreement)
+        return {**_accepted(checker, agreement), "sealed_sha256": sealed_sha256}
     except (_Reject, ExtractRejected) as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except MemoryError:

@@ -229,3 +229,74 @@ def test_an_untagged_submission_whose_blob_moved_is_not_linked(
     _set(s, housing.id, enclave_tag=None)
     _assert_failed_audited(s, _run(s), REFUSED)
     assert _events(s, "submission.revalidated")[-1]["reason"] == "agreement"
+
+
+def _sealed_elsewhere(s: Service, data: bytes) -> bytes:
+    """``data`` sealed for this project to the enclave's public key, as anyone can."""
+    info = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    public = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    return sealed_upload(data, info, public, digest_follows=False)[1]
+
+
+def _swap_after_judging(
+    s: Service, monkeypatch: pytest.MonkeyPatch, module: str, submission_id: str, body: bytes
+) -> None:
+    """While the validator child judges the genuine file, the operator puts ``body`` in
+    its place and names it in the database (an operator controls when it acts)."""
+    import importlib
+
+    target = importlib.import_module(module)
+    real = target.judge_in_child
+    blob = s.settings.data_dir / _row_by_id(s, submission_id).blob_path
+
+    def judged_then_swapped(settings: Any, job: dict[str, Any], size: int) -> Any:
+        verdict = real(settings, job, size)
+        if Path(job["path"]) == blob:
+            blob.write_bytes(body)
+            _set(s, submission_id, sha256=hashlib.sha256(body).hexdigest())
+        return verdict
+
+    monkeypatch.setattr(target, "judge_in_child", judged_then_swapped)
+
+
+def _row_by_id(s: Service, submission_id: str) -> Submission:
+    with _db(s).transaction() as session:
+        sub = session.get(Submission, submission_id)
+        assert sub is not None
+        session.expunge(sub)
+        return sub
+
+
+def test_a_blob_swapped_while_intake_judges_it_is_not_accepted(
+    project_service: Service, hashed_extracts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = project_service
+    _new_project(s)
+    housing = _upload(s, "housing", hashed_extracts["housing"].read_bytes())
+    _upload(s, "police", hashed_extracts["police"].read_bytes())
+    hostile = _sealed_elsewhere(s, _one_person_on_every_row(hashed_extracts["housing"]))
+    _swap_after_judging(s, monkeypatch, "service.worker.intake", housing, hostile)
+    s.judge()
+    row = _row_by_id(s, housing)
+    assert (row.status, row.enclave_tag) == ("rejected", None), row.status
+    assert row.reason and "not the one that was received" in row.reason
+    assert _events(s, "submission.rejected")[-1]["reason"] == "altered"
+    assert _row(s, "police").status == "accepted"
+
+
+def test_a_blob_swapped_while_the_enclave_validates_it_again_is_not_linked(
+    project_service: Service, hashed_extracts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = project_service
+    _new_project(s)
+    for partner in ("housing", "police"):
+        _upload(s, partner, hashed_extracts[partner].read_bytes())
+    s.judge()
+    housing = _row(s, "housing")
+    hostile = _sealed_elsewhere(s, _one_person_on_every_row(hashed_extracts["housing"]))
+    # untagged, and already naming the file to come: the genuine one is what gets judged
+    _set(s, housing.id, enclave_tag=None, sha256=hashlib.sha256(hostile).hexdigest())
+    _swap_after_judging(s, monkeypatch, "service.worker.revalidate", housing.id, hostile)
+    _assert_failed_audited(s, _run(s), TAMPERED)
+    assert _events(s, "submission.revalidated")[-1]["reason"] == "altered"
+    assert _row(s, "housing").enclave_tag is None
