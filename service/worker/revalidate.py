@@ -50,8 +50,8 @@ def revalidate_untagged(
     settings: Settings, db: Database, key: X25519PrivateKey, actor: Actor, claim: Claim
 ) -> int:
     """Validate, and tag if accepted, each untagged submission the claimed run would
-    link; returns how many were accepted. Raises :class:`RunFailed` naming the partner
-    of the first one the validator refuses."""
+    link; returns how many it judged. Raises :class:`RunFailed` naming the partner of
+    the first one the validator refuses, or whose file is not the one its row names."""
     period = claim.params.get("period")
     if claim.refused or not (period is None or isinstance(period, str)):
         return 0  # the run fails anyway, with its own message
