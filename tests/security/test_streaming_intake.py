@@ -519,3 +519,24 @@ def test_intake_waits_only_for_an_unnamed_upload_that_could_be_the_one(tmp_path:
     threading.Thread(target=child_finishes).start()
     assert early.take("b" * 64, terms, 1000) == this_one.verdict  # waited for it
     assert early.take("b" * 64, ("p", "another spec"), 1000) is None  # not under other terms
+
+
+def test_the_early_path_stops_looking_once_the_submission_is_recorded(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """Decided by the worker's own poll first, a submission is not looked for again and
+    again: the early path stops when it finds the record, whatever its status (it once
+    polled the database every 20 ms for 30 s, into the uploads that followed)."""
+    from service.worker.streaming import EarlyIntake
+
+    s = project_service
+    r = s.upload(s.tokens["housing"], hashed_extracts["housing"].read_bytes())
+    assert r.status_code == 202, r.text
+    asked: list[str] = []
+    early = EarlyIntake(s.settings, s.http.app.state.pprl.db, "", asked.append)  # type: ignore[attr-defined]
+    early._decide_when_recorded(r.json()["sha256"])
+    assert asked == [r.json()["id"]]  # received: decided
+    assert s.judge() == 1  # (the ordinary path, standing in for the early one here)
+    started = time.monotonic()
+    early._decide_when_recorded(r.json()["sha256"])
+    assert asked == [r.json()["id"]] and time.monotonic() - started < 1  # accepted: left alone
