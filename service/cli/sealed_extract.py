@@ -38,7 +38,7 @@ from service.crypto.envelope import (
     key_fingerprint,
     parquet_tail,
 )
-from service.crypto.sealing import DEFAULT_CHUNK, SealWriter, sealed_size
+from service.crypto.sealing import DEFAULT_CHUNK, SealWriter, seal_pieces, sealed_size
 
 __all__ = ["SealedExtract", "SealedStream", "needs_rewrite", "seal_extract", "stream_extract"]
 
@@ -90,36 +90,30 @@ class SealedStream:
 
     def body(self) -> Iterator[bytes]:
         """The sealed payload as it is sealed, then its 32-byte SHA-256."""
-        out = _Pieces()
-        writer = SealWriter(out, self.recipient, self.chunk)  # type: ignore[arg-type]
-        writer.write(self.prefix)
+        sealed, size = hashlib.sha256(), 0
         with self.source.open("rb") as fh:
-            while block := fh.read(self.chunk):
-                writer.write(block)
-                yield from out.drain()
-        writer.close()
-        yield from out.drain()
-        if out.size != self.envelope.sealed_bytes:  # the file changed under us
+            # chunks read straight from the file (a SealWriter's buffer cost a copy and a
+            # move of every chunk, ~0.04 s of a 1M-row extract)
+            for piece in seal_pieces(_Prefixed(self.prefix, fh), self.recipient, self.chunk):  # type: ignore[arg-type]
+                sealed.update(piece)
+                size += len(piece)
+                yield piece
+        if size != self.envelope.sealed_bytes:  # the file changed under us
             raise RuntimeError(f"{self.source} changed while it was being sent; send it again")
-        yield out.sha256.digest()
+        yield sealed.digest()
 
 
-class _Pieces:
-    """A sink that keeps what is written until drained, hashing and counting it."""
+class _Prefixed:
+    """A reader of ``prefix`` followed by the rest of ``fh``."""
 
-    def __init__(self) -> None:
-        self.pieces: list[bytes] = []
-        self.sha256, self.size = hashlib.sha256(), 0
+    def __init__(self, prefix: bytes, fh: BinaryIO) -> None:
+        self._prefix, self._fh = prefix, fh
 
-    def write(self, data: bytes) -> int:
-        self.pieces.append(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def drain(self) -> Iterator[bytes]:
-        pieces, self.pieces = self.pieces, []
-        yield from pieces
+    def read(self, n: int) -> bytes:
+        if not self._prefix:
+            return self._fh.read(n)
+        head, self._prefix = self._prefix[:n], self._prefix[n:]
+        return head + self._fh.read(n - len(head)) if len(head) < n else head
 
 
 def needs_rewrite(source: Path) -> bool:

@@ -40,6 +40,7 @@ __all__ = [
     "opened_size",
     "seal_bytes",
     "seal_file",
+    "seal_pieces",
     "seal_stream",
     "sealed_size",
 ]
@@ -68,28 +69,38 @@ def _nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
-def seal_stream(
-    source: BinaryIO, sink: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
-) -> str:
-    """Seal everything read from ``source`` into ``sink``; return the plaintext's SHA-256."""
+def seal_pieces(
+    source: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
+) -> Iterator[bytes]:
+    """The sealed blob of everything read from ``source``, piece by piece: the header,
+    then each chunk as soon as it is sealed (one chunk is read ahead, so that the last one
+    carries the last flag). For sending while sealing: nothing is buffered beyond that."""
     ephemeral = X25519PrivateKey.generate()
     eph_raw, rec_raw = _raw(ephemeral.public_key()), _raw(recipient)
     salt = os.urandom(16)
     header = MAGIC + eph_raw + salt + struct.pack(">I", chunk)
     aead = _file_key(ephemeral.exchange(recipient), salt, eph_raw, rec_raw)
-    sink.write(header)
-    digest = hashlib.sha256()
+    yield header
     index = 0
     current = source.read(chunk)
     while True:
         following = source.read(chunk) if len(current) == chunk else b""
         last = not following
-        digest.update(current)
-        sink.write(aead.encrypt(_nonce(index, last), current, header))
+        yield aead.encrypt(_nonce(index, last), current, header)
         if last:
-            return digest.hexdigest()
+            return
         current = following
         index += 1
+
+
+def seal_stream(
+    source: BinaryIO, sink: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
+) -> str:
+    """Seal everything read from ``source`` into ``sink``; return the plaintext's SHA-256."""
+    reader = _Hashing(source)
+    for piece in seal_pieces(reader, recipient, chunk):  # type: ignore[arg-type]
+        sink.write(piece)
+    return reader.digest.hexdigest()
 
 
 class SealWriter:
