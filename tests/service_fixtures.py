@@ -171,6 +171,26 @@ class Service:
         )
         assert r.status_code == 303, r.text
 
+    def audit_events(self, action: str) -> list[dict[str, Any]]:
+        """This project's audit events of ``action``, oldest first: outcome, subject and
+        details in one dict."""
+        import json
+
+        from sqlalchemy import select
+
+        from service.db.models import AuditEvent
+
+        state = self.http.app.state.pprl  # type: ignore[attr-defined]
+        with state.db.transaction() as s:
+            rows = s.execute(
+                select(AuditEvent)
+                .where(AuditEvent.action == action, AuditEvent.project_id == self.project_id)
+                .order_by(AuditEvent.seq)
+            ).scalars()
+            return [
+                {"outcome": e.outcome, "subject": e.subject, **json.loads(e.details)} for e in rows
+            ]
+
     def audit_actions(self) -> list[tuple[str, str]]:
         from sqlalchemy import select
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select, update
 
-from service.db.models import AuditEvent, Principal, Submission
+from service.db.models import Principal, Submission
 from service.worker.loop import Worker
 from tests.sealed import sealed_upload
 from tests.service_fixtures import Service
@@ -81,13 +80,7 @@ def _run(s: Service, **params: Any) -> dict[str, Any]:
 
 
 def _events(s: Service, action: str) -> list[dict[str, Any]]:
-    with _db(s).transaction() as session:
-        rows = session.execute(
-            select(AuditEvent)
-            .where(AuditEvent.action == action, AuditEvent.project_id == s.project_id)
-            .order_by(AuditEvent.seq)
-        ).scalars()
-        return [{"outcome": e.outcome, "subject": e.subject, **json.loads(e.details)} for e in rows]
+    return s.audit_events(action)
 
 
 def _one_person_on_every_row(extract: Path) -> bytes:

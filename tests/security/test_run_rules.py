@@ -29,7 +29,7 @@ from service.audit import Actor
 from service.cli.sealed_extract import seal_extract
 from service.crypto import load_enclave_private_key
 from service.db import Database
-from service.db.models import AuditEvent, Principal, Project, Run, Submission
+from service.db.models import Principal, Project, Run, Submission
 from service.projects.service import disclosure_policy
 from service.worker.acceptance import acceptance_tag
 from service.worker.enclave import state_dir
@@ -120,14 +120,7 @@ def _run(s: Service, worker: Worker | None = None, **params: Any) -> dict[str, A
 
 
 def _events(s: Service, action: str) -> list[dict[str, Any]]:
-    state = s.http.app.state.pprl  # type: ignore[attr-defined]
-    with state.db.transaction() as session:
-        rows = session.execute(
-            select(AuditEvent)
-            .where(AuditEvent.action == action, AuditEvent.project_id == s.project_id)
-            .order_by(AuditEvent.seq)
-        ).scalars()
-        return [{"outcome": e.outcome, "subject": e.subject, **json.loads(e.details)} for e in rows]
+    return s.audit_events(action)
 
 
 def _state_version(s: Service) -> int:
