@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         10.0, description="`pprl serve`: idle keep-alive and header-read timeout"
     )
+    trusted_proxies: str = Field(
+        "",
+        description="`pprl serve`: addresses of reverse proxies whose X-Forwarded-For names "
+        "the client (comma-separated, or *); empty: the connection's own address, always",
+    )
     app_role_password: SecretStr | None = Field(
         None, description="`pprl admin init --app-role`: password set on the application role"
     )

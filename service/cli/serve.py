@@ -110,6 +110,11 @@ def serve(
             # beyond it: 503, not exhaustion (the cap is per process)
             limit_concurrency=max(settings.max_connections // processes, 1),
             timeout_keep_alive=max(int(settings.header_timeout_seconds), 1),
+            # the client address rate-limits failed sign-ins and is audited: taken from
+            # X-Forwarded-For only behind a proxy the operator names (uvicorn trusted it
+            # from any loopback caller by default, so a local process could pick its own)
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
         )
     finally:
         if supervisor is not None:
