@@ -133,10 +133,12 @@ async def upload(
                     raise Unprocessable(
                         f"the body is longer than the {expected:,} bytes the envelope declares"
                     )
-                beyond = size - envelope.sealed_bytes  # bytes of this chunk past the payload
-                if beyond > 0:
-                    trailer += chunk[len(chunk) - beyond :]
-                    chunk = chunk[: len(chunk) - beyond]
+                # the part of this chunk that is payload (a chunk may end in the digest
+                # or lie wholly within it: it can arrive in pieces)
+                payload = len(chunk) - max(size - envelope.sealed_bytes, 0)
+                if payload < len(chunk):
+                    trailer += chunk[max(payload, 0) :]
+                    chunk = chunk[: max(payload, 0)]
                 digest.update(chunk)
                 fh.write(chunk)
     except Unprocessable as exc:

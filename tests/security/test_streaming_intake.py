@@ -540,3 +540,30 @@ def test_the_early_path_stops_looking_once_the_submission_is_recorded(
     started = time.monotonic()
     early._decide_when_recorded(r.json()["sha256"])
     assert asked == [r.json()["id"]] and time.monotonic() - started < 1  # accepted: left alone
+
+
+def test_a_digest_arriving_in_pieces_is_read_whole(
+    server_and_worker: tuple[Service, str, ssl.SSLContext, Path],
+    hashed_extracts: dict[str, Path],
+) -> None:
+    """The digest after the body may reach the API split across reads, even a read that
+    holds only part of it: every piece counts (a chunk wholly inside the digest was
+    once cut to its last bytes, refusing a sound upload)."""
+    s, url, context, _log = server_and_worker
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    headers, body = sealed_upload(hashed_extracts["housing"].read_bytes(), project, key)
+    assert Envelope.from_header(headers[ENVELOPE_HEADER]).digest_follows
+    cuts = [len(body) - 40, len(body) - 28, len(body) - 20, len(body) - 3]
+
+    def pieces() -> Iterator[bytes]:
+        for lo, hi in itertools.pairwise([0, *cuts, len(body)]):
+            yield body[lo:hi]
+            time.sleep(0.1)  # separate reads on the server's side
+
+    r = httpx.post(f"{url}/v1/projects/{s.project_id}/submissions", content=pieces(),
+                   verify=context, timeout=60,
+                   headers={**headers, "Authorization": f"Bearer {s.tokens['housing']}",
+                            "Content-Length": str(len(body))})  # fmt: skip
+    assert r.status_code == 202, r.text
+    assert r.json()["sha256"] == body[-32:].hex()
