@@ -171,6 +171,21 @@ class Service:
         )
         assert r.status_code == 303, r.text
 
+    def run_now(self, worker: Any = None, **params: Any) -> dict[str, Any]:
+        """Ask for a run as the analyst, let ``worker`` (a fresh one by default) process
+        it, and return the run as the analyst then sees it."""
+        from service.worker.loop import Worker
+
+        analyst = self.as_(self.tokens["analyst"])
+        r = self.http.post(f"/v1/projects/{self.project_id}/runs", headers=analyst, json=params)
+        assert r.status_code == 202, r.text
+        run_id = r.json()["id"]
+        assert (worker or Worker(self.settings)).run_once() == run_id
+        state: dict[str, Any] = self.http.get(
+            f"/v1/projects/{self.project_id}/runs/{run_id}", headers=analyst
+        ).json()
+        return state
+
     def audit_events(self, action: str) -> list[dict[str, Any]]:
         """This project's audit events of ``action``, oldest first: outcome, subject and
         details in one dict."""

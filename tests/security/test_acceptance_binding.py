@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy import select, update
 
 from service.db.models import Principal, Submission
-from service.worker.loop import Worker
 from tests.sealed import sealed_upload
 from tests.service_fixtures import Service
 
@@ -68,15 +67,16 @@ def _set(s: Service, submission_id: str, **values: Any) -> None:
 
 
 def _run(s: Service, **params: Any) -> dict[str, Any]:
-    analyst = s.as_(s.tokens["analyst"])
-    r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst, json=params)
-    assert r.status_code == 202, r.text
-    run_id = r.json()["id"]
-    assert Worker(s.settings).run_once() == run_id
-    state: dict[str, Any] = s.http.get(
-        f"/v1/projects/{s.project_id}/runs/{run_id}", headers=analyst
-    ).json()
-    return state
+    return s.run_now(**params)
+
+
+def _both_accepted(s: Service, extracts: dict[str, Path], *partners: str) -> None:
+    """A fresh project with ``partners``' extracts (housing then police by default)
+    uploaded and judged by the enclave."""
+    _new_project(s)
+    for partner in partners or ("housing", "police"):
+        _upload(s, partner, extracts[partner].read_bytes())
+    s.judge()
 
 
 def _events(s: Service, action: str) -> list[dict[str, Any]]:
@@ -133,10 +133,7 @@ def test_an_accepted_blob_swapped_for_another_sealed_extract_fails_the_run(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
     s = project_service
-    _new_project(s)
-    for partner in ("housing", "police"):
-        _upload(s, partner, hashed_extracts[partner].read_bytes())
-    s.judge()
+    _both_accepted(s, hashed_extracts)
     housing = _row(s, "housing")
     assert housing.status == "accepted" and housing.enclave_tag is not None
     # another extract sealed for this project to the enclave's public key (anyone has it):
@@ -160,10 +157,7 @@ def test_an_altered_acceptance_tag_fails_the_run(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
     s = project_service
-    _new_project(s)
-    for partner in ("housing", "police"):
-        _upload(s, partner, hashed_extracts[partner].read_bytes())
-    s.judge()
+    _both_accepted(s, hashed_extracts)
     housing, police = _row(s, "housing"), _row(s, "police")
     assert housing.enclave_tag and police.enclave_tag
     flipped = ("0" if housing.enclave_tag[0] != "0" else "1") + housing.enclave_tag[1:]
@@ -187,10 +181,7 @@ def test_an_untagged_accepted_submission_is_validated_tagged_and_linked(
     project_service: Service, hashed_extracts: dict[str, Path]
 ) -> None:
     s = project_service
-    _new_project(s)
-    for partner in ("housing", "police"):
-        _upload(s, partner, hashed_extracts[partner].read_bytes())
-    s.judge()
+    _both_accepted(s, hashed_extracts)
     housing = _row(s, "housing")
     assert housing.enclave_tag is not None
     _set(s, housing.id, enclave_tag=None)  # as accepted before tags existed
@@ -212,10 +203,7 @@ def test_an_untagged_submission_whose_blob_moved_is_not_linked(
     """Clearing the tag does not launder a swapped blob: the validator judges the file in
     storage, and the run checks it is the one the row names."""
     s = project_service
-    _new_project(s)
-    for partner in ("police", "housing"):
-        _upload(s, partner, hashed_extracts[partner].read_bytes())
-    s.judge()
+    _both_accepted(s, hashed_extracts, "police", "housing")
     housing, police = _row(s, "housing"), _row(s, "police")
     # housing's blob replaced by police's genuine accepted one, and the tag cleared
     shutil.copy(s.settings.data_dir / police.blob_path, s.settings.data_dir / housing.blob_path)
@@ -281,10 +269,7 @@ def test_a_blob_swapped_while_the_enclave_validates_it_again_is_not_linked(
     project_service: Service, hashed_extracts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = project_service
-    _new_project(s)
-    for partner in ("housing", "police"):
-        _upload(s, partner, hashed_extracts[partner].read_bytes())
-    s.judge()
+    _both_accepted(s, hashed_extracts)
     housing = _row(s, "housing")
     hostile = _sealed_elsewhere(s, _one_person_on_every_row(hashed_extracts["housing"]))
     # untagged, and already naming the file to come: the genuine one is what gets judged

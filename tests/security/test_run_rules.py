@@ -108,15 +108,7 @@ def _project(s: Service, extracts: dict[str, Path], **extra: Any) -> None:
 
 
 def _run(s: Service, worker: Worker | None = None, **params: Any) -> dict[str, Any]:
-    analyst = s.as_(s.tokens["analyst"])
-    r = s.http.post(f"/v1/projects/{s.project_id}/runs", headers=analyst, json=params)
-    assert r.status_code == 202, r.text
-    run_id = r.json()["id"]
-    assert (worker or Worker(s.settings)).run_once() == run_id
-    state: dict[str, Any] = s.http.get(
-        f"/v1/projects/{s.project_id}/runs/{run_id}", headers=analyst
-    ).json()
-    return state
+    return s.run_now(worker, **params)
 
 
 def _events(s: Service, action: str) -> list[dict[str, Any]]:
