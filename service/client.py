@@ -70,37 +70,28 @@ class Client:
     def upload(
         self,
         path: str,
-        file: Path | Callable[[], Iterable[bytes]],
+        body: Callable[[], Iterable[bytes]],
+        size: int,
         on_progress: Callable[[int], None] | None = None,
         headers: dict[str, str] | None = None,
         content_type: str = "application/vnd.pprl.sealed",
-        size: int | None = None,
     ) -> Any:
-        """Stream ``file`` as the raw request body (with extra ``headers``, e.g. the
-        sealed upload's envelope), reporting bytes sent. ``file`` may instead be a
-        function making the body's pieces (called again on a retry), with ``size`` its
-        length in bytes."""
+        """Stream the pieces ``body()`` makes, ``size`` bytes in all, as the raw request
+        body (with extra ``headers``, e.g. the sealed upload's envelope), reporting bytes
+        sent. ``body`` is called again on a retry."""
 
-        def pieces() -> Iterable[bytes]:
-            if callable(file):
-                return file()
-            return _read(file)
-
-        def body() -> Iterator[bytes]:
+        def counted() -> Iterator[bytes]:
             sent = 0
-            for chunk in pieces():
+            for chunk in body():
                 sent += len(chunk)
                 if on_progress:
                     on_progress(sent)
                 yield chunk
 
-        length = size if callable(file) else file.stat().st_size
-        if length is None:
-            raise ValueError("upload() of a body made on the fly needs its size")
         sent_headers = {**(headers or {}), "Content-Type": content_type,
-                        "Content-Length": str(length)}  # fmt: skip
+                        "Content-Length": str(size)}  # fmt: skip
         response = self._with_retries(
-            lambda: self._http.post(path, content=body(), headers=sent_headers, timeout=None)
+            lambda: self._http.post(path, content=counted(), headers=sent_headers, timeout=None)
         )
         return self._decode(response)
 
@@ -138,9 +129,3 @@ class Client:
         except ValueError:
             message = response.reason_phrase
         raise ClientError(f"{message} (HTTP {response.status_code})", response.status_code)
-
-
-def _read(file: Path) -> Iterator[bytes]:
-    with file.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            yield chunk

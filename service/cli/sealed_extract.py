@@ -50,6 +50,12 @@ class SealedExtract:
     path: Path
     envelope: Envelope
 
+    def body(self) -> Iterator[bytes]:
+        """The sealed file, read in 1 MiB pieces (its digest is in the envelope)."""
+        with self.path.open("rb") as fh:
+            while piece := fh.read(1 << 20):
+                yield piece
+
 
 class _Hashing:
     """A write-through sink that hashes and counts what passes."""
@@ -139,13 +145,8 @@ def stream_extract(
         while block := fh.read(1 << 20):
             payload.update(block)
         size = fh.tell()
-    envelope = Envelope(
-        **{k: v for k, v in agreement.__dict__.items() if k != "format"},
-        enclave_key_fingerprint=key_fingerprint(recipient),
-        sealed_bytes=sealed_size(len(prefix) + size, chunk),
-        sealed_sha256=DIGEST_FOLLOWS,
-        payload_sha256=payload.hexdigest(),
-    )
+    envelope = _envelope(agreement, recipient, sealed_size(len(prefix) + size, chunk),
+                         DIGEST_FOLLOWS, payload.hexdigest())  # fmt: skip
     return SealedStream(source, prefix, recipient, envelope, chunk)
 
 
@@ -159,6 +160,23 @@ def _agreement(source: Path, project_id: str, policy_fingerprint: str) -> Agreem
         rows=manifest.rows_written,
         rows_rejected=manifest.rows_rejected,
         tool_version=manifest.tool_version,
+    )
+
+
+def _envelope(
+    agreement: Agreement,
+    recipient: X25519PublicKey,
+    sealed_bytes: int,
+    sealed_sha256: str,
+    payload_sha256: str,
+) -> Envelope:
+    """The clear envelope of a payload sealed to ``recipient`` under ``agreement``."""
+    return Envelope(
+        **{k: v for k, v in agreement.__dict__.items() if k != "format"},
+        enclave_key_fingerprint=key_fingerprint(recipient),
+        sealed_bytes=sealed_bytes,
+        sealed_sha256=sealed_sha256,
+        payload_sha256=payload_sha256,
     )
 
 
@@ -189,13 +207,8 @@ def seal_extract(
                 while block := fh.read(1 << 20):
                     parquet.write(block)
         writer.close()
-    envelope = Envelope(
-        **{k: v for k, v in agreement.__dict__.items() if k != "format"},
-        enclave_key_fingerprint=key_fingerprint(recipient),
-        sealed_bytes=sealed.size,
-        sealed_sha256=sealed.sha256.hexdigest(),
-        payload_sha256=parquet.sha256.hexdigest(),
-    )
+    envelope = _envelope(agreement, recipient, sealed.size, sealed.sha256.hexdigest(),
+                         parquet.sha256.hexdigest())  # fmt: skip
     return SealedExtract(path=target, envelope=envelope)
 
 

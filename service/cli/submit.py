@@ -126,12 +126,7 @@ def submit_extract(
     # pyarrow is imported where an extract is read: `pprl serve` runs in this CLI
     # process, and the API must not carry it
     from linkage.encode.file import read_manifest
-    from service.cli.sealed_extract import (
-        SealedExtract,
-        needs_rewrite,
-        seal_extract,
-        stream_extract,
-    )
+    from service.cli.sealed_extract import needs_rewrite, seal_extract, stream_extract
 
     read_manifest(file)  # refuse a plaintext or foreign file before anything else
     project = client.request("GET", f"/v1/projects/{project_ref}")
@@ -156,10 +151,10 @@ def submit_extract(
         size = envelope.sealed_bytes
         receipt = client.upload(
             url,
-            sealed.path if isinstance(sealed, SealedExtract) else sealed.body,
+            sealed.body,
+            envelope.body_bytes,
             on_progress=(lambda sent: on_progress(min(sent, size), size)) if on_progress else None,
             headers={ENVELOPE_HEADER: envelope.to_header()},
-            size=envelope.body_bytes,
         )
     new_pin = Pin(client.settings.url, project["id"], project["name"], fingerprint, policy)
     path = None

@@ -256,11 +256,11 @@ class _TestClientAdapter:
             raise RuntimeError(r.json()["detail"])
         return r.json()
 
-    def upload(self, path: str, file: Path | Any, on_progress: Any = None,
-               headers: dict[str, str] | None = None, size: int | None = None) -> Any:  # fmt: skip
-        body = b"".join(file()) if callable(file) else file.read_bytes()  # sealed as it is sent
-        assert size is None or size == len(body)
-        r = self.s.http.post(path, headers={**self.headers, **(headers or {})}, content=body)
+    def upload(self, path: str, body: Any, size: int, on_progress: Any = None,
+               headers: dict[str, str] | None = None) -> Any:  # fmt: skip
+        content = b"".join(body())  # sealed as it is sent
+        assert size == len(content)
+        r = self.s.http.post(path, headers={**self.headers, **(headers or {})}, content=content)
         if r.status_code >= 400:
             raise RuntimeError(r.json()["detail"])
         return r.json()
