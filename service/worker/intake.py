@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Verdict",
-    "altered_verdict",
+    "for_bytes",
     "judge_in_child",
     "judge_submission",
     "project_terms",
@@ -209,9 +209,12 @@ def judge_submission(
     _decide(settings, db, key, actor, submission_id, verdict)
 
 
-def altered_verdict() -> Verdict:
-    """The verdict on a payload whose bytes in storage are not the ones the submission
-    names (the API recorded their SHA-256 as they arrived)."""
+def for_bytes(verdict: Verdict, sealed_sha256: str) -> Verdict:
+    """``verdict``, if it was reached on the bytes a submission names (``sealed_sha256``,
+    recorded by the API as they arrived); otherwise a refusal: an acceptance tag names
+    those bytes, so it must never be given for others the validator judged."""
+    if not verdict.ok or verdict.sealed_sha256 == sealed_sha256:
+        return verdict
     return Verdict(False, "altered", (
         "the sealed payload in storage is not the one that was received (altered in "
         "storage or in the database)"
@@ -237,13 +240,11 @@ def _decide(
         partner = session.get(Principal, sub.partner_id)
         partner_name = partner.name if partner else "?"
         envelope = Envelope.from_json(sub.envelope_json) if sub.envelope_json else None
+        verdict = for_bytes(verdict, sub.sha256)
         if verdict.ok:
-            if verdict.sealed_sha256 != sub.sha256:
-                # the acceptance tag names sub.sha256: it must be the bytes the child judged
-                verdict = altered_verdict()
             # re-checked under the project lock: another partner's first acceptance may
             # have fixed the secret, or the admin may have changed the policy meanwhile
-            elif project.key_check_value not in (None, verdict.key_check_value):
+            if project.key_check_value not in (None, verdict.key_check_value):
                 verdict = Verdict(False, "wrong_secret", (
                     f"the extract was hashed under a different secret (key check value "
                     f"{verdict.key_check_value}, the project's is {project.key_check_value})"

@@ -29,7 +29,7 @@ from service.logs import log
 from service.settings import Settings
 from service.worker.acceptance import acceptance_tag
 from service.worker.enclave import RunFailed, current_sources
-from service.worker.intake import Verdict, altered_verdict, judge_in_child, validation_job
+from service.worker.intake import Verdict, for_bytes, judge_in_child, validation_job
 from service.worker.opening import tampered
 from service.worker.queue import Claim
 
@@ -68,9 +68,7 @@ def revalidate_untagged(
             if sub.enclave_tag is None
         ]  # fmt: skip
     for item in pending:
-        verdict = judge_in_child(settings, item.job, item.size)
-        if verdict.ok and verdict.sealed_sha256 != item.sha256:
-            verdict = altered_verdict()  # the tag will name item.sha256: not what was judged
+        verdict = for_bytes(judge_in_child(settings, item.job, item.size), item.sha256)
         _settle(db, key, actor, claim, item, verdict)
     return len(pending)
 
