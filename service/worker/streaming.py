@@ -15,8 +15,9 @@ whose digest follows its body, ``pprl submit``'s default, is filed under it once
 child has read the last byte) and the project's terms it was judged under (project,
 spec, key check value, policy, repeat limits). Intake (``service.worker.intake``) uses
 it for a received submission whose recorded digest and terms are the same, and decides
-it through the same audited transition as any other; this thread asks for that decision as soon as the submission
-is recorded, so a verdict does not wait for the worker's poll or for a run in progress.
+it through the same audited transition as any other; this thread asks for that decision
+as soon as the submission is recorded, so a verdict does not wait for the worker's poll
+or for a run in progress.
 
 Anything else (a rejection, an upload abandoned half way, a child past its limits, an
 unreadable directory, more uploads at once than there are slots) keeps nothing: the
@@ -57,10 +58,10 @@ class _Early:
 
     done: threading.Event
     terms: tuple[Any, ...]
+    size: int  # sealed bytes the envelope declares
+    sidecar: Path  # while it exists, the body is still arriving
     verdict: Verdict | None = None
     at: float = 0.0
-    size: int = 0  # sealed bytes the envelope declares
-    sidecar: Path | None = None  # while it exists, the body is still arriving
 
 
 class EarlyIntake:
@@ -101,14 +102,10 @@ class EarlyIntake:
             # a received upload whose digest followed it may be one still being read: one
             # of the same size and terms whose body has all arrived (never a long upload
             # still coming in, which would hold up the judgement of every other)
-            unnamed = [
-                other
-                for other in self._unnamed.values()
-                if early is None
-                and (other.size, other.terms) == (size, terms)
-                and other.sidecar is not None
-                and not other.sidecar.exists()
-            ]
+            unnamed = [] if early is not None else [
+                other for other in self._unnamed.values()
+                if (other.size, other.terms) == (size, terms) and not other.sidecar.exists()
+            ]  # fmt: skip
         for other in unnamed:
             other.done.wait(self.settings.validation_timeout_seconds)
         if unnamed:
