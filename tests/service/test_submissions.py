@@ -434,3 +434,26 @@ def test_a_receipt_can_wait_for_the_verdict(
     judging.join()
     assert decided.json()["status"] == "accepted", decided.json()
     assert time.monotonic() - started < 10  # answered when the verdict came, not at 20 s
+
+
+def test_a_digest_after_the_body_holds_without_a_declared_length(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """Sent chunked (no Content-Length, so nothing is refused before the body), a body
+    one byte too long, without its digest, or one byte short is refused; the same body
+    whole, in 7,000-byte pieces that split its digest, is received."""
+    s = project_service
+    headers, body = _streamed(s, hashed_extracts["housing"])
+
+    def pieces(data: bytes) -> Any:
+        return (data[i : i + 7000] for i in range(0, len(data), 7000))
+
+    for bad in (body + b"x", body[:-32], body[:-1]):
+        r = _post(s, headers, pieces(bad))
+        assert r.status_code == 422, r.text
+        assert "envelope" in r.json()["detail"]
+    assert _subs(s, s.admin) == []
+    assert not list(s.settings.data_dir.rglob("*.part"))
+    r = _post(s, headers, pieces(body))
+    assert r.status_code == 202, r.text
+    assert r.json()["sha256"] == body[-32:].hex()
