@@ -30,9 +30,12 @@ client can seal and send at once, instead of sealing the whole file before the f
 byte leaves, its envelope may say ``"sealed_sha256": "follows"`` (:data:`DIGEST_FOLLOWS`):
 the body is then the sealed payload followed by its 32-byte SHA-256
 (:data:`DIGEST_TRAILER_BYTES`), and the API checks the one against the other exactly as
-it checks a digest given in the header. ``pprl submit`` does this for extracts it sends
-as they are; the API records the completed envelope, so nothing after it sees the
-difference.
+it checks a digest given in the header. The Parquet's own SHA-256 may follow as well
+(``"payload_sha256": "follows"``, only beside a sealed digest that follows): it comes
+32 bytes after the sealed one, so a client need not read the file once before it sends
+it. ``pprl submit`` sends both after the body for extracts it sends as they are; the API
+records the completed envelope, so nothing after it sees the difference (an identical
+resubmission is then spotted once the body is in, not before).
 
 This module imports only the standard library (and the sealing module): the partner's
 client uses it without the server stack.
@@ -46,7 +49,7 @@ import hashlib
 import json
 import re
 import struct
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -88,7 +91,8 @@ _MAX_AGREEMENT = 16 << 10
 _MAX_TAIL = 16 << 20  # a footer copy larger than this is refused (real ones are KBs)
 _MAX_HEADER = 8 << 10
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-#: ``sealed_sha256`` of an envelope whose digest is sent after the sealed body
+#: ``sealed_sha256`` (and ``payload_sha256``) of an envelope whose digest is sent after
+#: the sealed body
 DIGEST_FOLLOWS = "follows"
 DIGEST_TRAILER_BYTES = 32  # a raw SHA-256
 
@@ -181,13 +185,35 @@ class Envelope:
 
     @property
     def digest_follows(self) -> bool:
-        """The sealed payload's SHA-256 is sent after it, as the body's last 32 bytes."""
+        """The sealed payload's SHA-256 is sent after it, the first 32 bytes after it."""
         return self.sealed_sha256 == DIGEST_FOLLOWS
 
     @property
+    def payload_digest_follows(self) -> bool:
+        """The Parquet's SHA-256 is sent after the sealed one (the body's last 32 bytes)."""
+        return self.payload_sha256 == DIGEST_FOLLOWS
+
+    @property
+    def trailer_bytes(self) -> int:
+        """The digests sent after the sealed payload: 0, 32 or 64 bytes."""
+        return DIGEST_TRAILER_BYTES * (self.digest_follows + self.payload_digest_follows)
+
+    @property
     def body_bytes(self) -> int:
-        """The request body's length: the sealed payload, and its digest if it follows."""
-        return self.sealed_bytes + (DIGEST_TRAILER_BYTES if self.digest_follows else 0)
+        """The request body's length: the sealed payload, and the digests that follow."""
+        return self.sealed_bytes + self.trailer_bytes
+
+    def completed(self, trailer: bytes) -> Envelope:
+        """This envelope with the digests that followed the body (``trailer``, exactly
+        :attr:`trailer_bytes` long) filled in."""
+        if len(trailer) != self.trailer_bytes:
+            raise EnvelopeError("the digests after the body are incomplete")
+        sealed, payload = self.sealed_sha256, self.payload_sha256
+        if self.digest_follows:
+            sealed, trailer = trailer[:DIGEST_TRAILER_BYTES].hex(), trailer[DIGEST_TRAILER_BYTES:]
+        if self.payload_digest_follows:
+            payload = trailer.hex()
+        return replace(self, sealed_sha256=sealed, payload_sha256=payload)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -205,11 +231,16 @@ class Envelope:
             )
         values = _fields(cls, data, "the envelope")
         for name in ("sealed_sha256", "payload_sha256", "enclave_key_fingerprint"):
-            if name == "sealed_sha256" and values[name] == DIGEST_FOLLOWS:
+            if name != "enclave_key_fingerprint" and values[name] == DIGEST_FOLLOWS:
                 continue
             if not _HEX64.fullmatch(values[name]):
-                also = f' (nor "{DIGEST_FOLLOWS}")' if name == "sealed_sha256" else ""
+                also = f' (nor "{DIGEST_FOLLOWS}")' if name != "enclave_key_fingerprint" else ""
                 raise EnvelopeError(f"the envelope's {name} is not 64 hex digits{also}")
+        if values["payload_sha256"] == DIGEST_FOLLOWS != values["sealed_sha256"]:
+            raise EnvelopeError(
+                f'the envelope\'s payload_sha256 may be "{DIGEST_FOLLOWS}" only when its '
+                "sealed_sha256 follows too"
+            )
         for name in ("rows", "rows_rejected", "sealed_bytes"):
             if values[name] < 0:
                 raise EnvelopeError(f"the envelope's {name} is negative")

@@ -7,7 +7,6 @@ import hashlib
 import os
 import time
 import uuid
-from dataclasses import replace
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
@@ -104,7 +103,7 @@ async def upload(
     # refuse a wrong spec, secret, policy or key before reading a byte of the body
     await in_db_slot(state, service.check_envelope, state, caller, pid, envelope)
     declared = request.headers.get("content-length")
-    expected = envelope.body_bytes  # the sealed payload, and its digest if that follows
+    expected = envelope.body_bytes  # the sealed payload, and the digests that follow it
     if declared is not None and declared.isdigit() and int(declared) != expected:
         detail = (
             f"the body is {int(declared):,} bytes but the envelope says "
@@ -121,7 +120,7 @@ async def upload(
     sidecar = write_sidecar(target, envelope)
     digest = hashlib.sha256()
     size = 0
-    trailer = bytearray()  # the digest after the sealed payload, when it follows
+    trailer = bytearray()  # the digests after the sealed payload, when they follow
     try:
         # group-readable: the enclave worker runs as another OS user in the API's group
         # (deploy/compose.yaml); the bytes are sealed, so reading them tells it nothing
@@ -133,8 +132,8 @@ async def upload(
                     raise Unprocessable(
                         f"the body is longer than the {expected:,} bytes the envelope declares"
                     )
-                # the part of this chunk that is payload (a chunk may end in the digest
-                # or lie wholly within it: it can arrive in pieces)
+                # the part of this chunk that is payload (a chunk may end in the digests
+                # or lie wholly within them: they can arrive in pieces)
                 payload = len(chunk) - max(size - envelope.sealed_bytes, 0)
                 if payload < len(chunk):
                     trailer += chunk[max(payload, 0) :]
@@ -151,8 +150,9 @@ async def upload(
         raise
     finally:
         sidecar.unlink(missing_ok=True)
-    claimed = trailer.hex() if envelope.digest_follows else envelope.sealed_sha256
-    if size != expected or digest.hexdigest() != claimed:
+    if size == expected:  # the digests that followed the body, filled in
+        envelope = envelope.completed(bytes(trailer))
+    if size != expected or digest.hexdigest() != envelope.sealed_sha256:
         target.unlink(missing_ok=True)
         detail = (
             "the body does not match its envelope (size or SHA-256 differ): it was altered "
@@ -160,9 +160,8 @@ async def upload(
         )
         await audit_rejection("digest_mismatch", detail, size)
         raise Unprocessable(detail)
-    # from here on the envelope is whole: recorded, audited and judged as if the digest
-    # had come in the header
-    envelope = replace(envelope, sealed_sha256=claimed)
+    # from here on the envelope is whole: recorded, audited and judged as if the digests
+    # had come in the header (an identical resubmission is refused now, by the Parquet's)
     return await in_db_slot(state, service.receive_upload, state, caller, pid, target, envelope)
 
 

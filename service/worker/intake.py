@@ -33,7 +33,7 @@ from service.projects.service import disclosure_policy
 from service.settings import Settings
 from service.worker.acceptance import acceptance_tag
 from service.worker.supervise import fork_server
-from service.worker.validator import run_job
+from service.worker.validator import PAYLOAD_DIFFERS, run_job
 
 if TYPE_CHECKING:
     from service.worker.streaming import EarlyIntake
@@ -61,7 +61,8 @@ class Verdict:
     key_check_value: str = ""
     tool_version: str = ""
     peak_rss_mb: float = 0.0  # the validator child's own peak
-    sealed_sha256: str = ""  # of the bytes a streaming child read (early intake)
+    sealed_sha256: str = ""  # of the bytes a child read
+    payload_sha256: str = ""  # of the Parquet inside them
 
 
 def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) -> Verdict:
@@ -118,6 +119,7 @@ def judge_in_child(settings: Settings, job: dict[str, Any], payload_bytes: int) 
         tool_version=str(verdict["tool_version"]),
         peak_rss_mb=peak,
         sealed_sha256=str(verdict.get("sealed_sha256", "")),
+        payload_sha256=str(verdict.get("payload_sha256", "")),
     )
 
 
@@ -209,16 +211,25 @@ def judge_submission(
     _decide(settings, db, key, actor, submission_id, verdict)
 
 
-def for_bytes(verdict: Verdict, sealed_sha256: str) -> Verdict:
+def for_bytes(verdict: Verdict, sealed_sha256: str, payload_sha256: str | None = None) -> Verdict:
     """``verdict``, if it was reached on the bytes a submission names (``sealed_sha256``,
     recorded by the API as they arrived); otherwise a refusal: an acceptance tag names
-    those bytes, so it must never be given for others the validator judged."""
-    if not verdict.ok or verdict.sealed_sha256 == sealed_sha256:
+    those bytes, so it must never be given for others the validator judged.
+
+    ``payload_sha256`` is the Parquet digest the submission's envelope records. A child
+    that judged an upload while it arrived could not compare it when the digest followed
+    the body, so it is compared here: a partner's digest that does not name the extract
+    it sent is refused as it would have been in the header."""
+    if not verdict.ok:
         return verdict
-    return Verdict(False, "altered", (
-        "the sealed payload in storage is not the one that was received (altered in "
-        "storage or in the database)"
-    ))  # fmt: skip
+    if verdict.sealed_sha256 != sealed_sha256:
+        return Verdict(False, "altered", (
+            "the sealed payload in storage is not the one that was received (altered in "
+            "storage or in the database)"
+        ))  # fmt: skip
+    if payload_sha256 is not None and verdict.payload_sha256 != payload_sha256:
+        return Verdict(False, "agreement", PAYLOAD_DIFFERS)
+    return verdict
 
 
 def _decide(
@@ -240,7 +251,7 @@ def _decide(
         partner = session.get(Principal, sub.partner_id)
         partner_name = partner.name if partner else "?"
         envelope = Envelope.from_json(sub.envelope_json) if sub.envelope_json else None
-        verdict = for_bytes(verdict, sub.sha256)
+        verdict = for_bytes(verdict, sub.sha256, envelope.payload_sha256 if envelope else None)
         if verdict.ok:
             # re-checked under the project lock: another partner's first acceptance may
             # have fixed the secret, or the admin may have changed the policy meanwhile

@@ -171,3 +171,26 @@ def test_an_envelope_may_say_its_digest_follows_the_body() -> None:
             EnvelopeError, match='sealed_sha256 is not 64 hex digits \\(nor "follows"\\)'
         ):
             Envelope.from_header(replace(_envelope(), sealed_sha256=bad).to_header())
+
+
+def test_the_parquet_digest_may_follow_only_beside_the_sealed_one() -> None:
+    """Both digests after the body: the sealed payload's first, then the Parquet's, each
+    filled in from the trailer; the Parquet's alone may not follow (one rule for what
+    the trailer holds)."""
+    from dataclasses import replace
+
+    from service.crypto.envelope import DIGEST_FOLLOWS
+
+    both = replace(_envelope(), sealed_sha256=DIGEST_FOLLOWS, payload_sha256=DIGEST_FOLLOWS)
+    parsed = Envelope.from_header(both.to_header())
+    assert parsed.payload_digest_follows and parsed.trailer_bytes == 64
+    assert parsed.body_bytes == 1 + 64
+    whole = parsed.completed(bytes.fromhex("ab" * 32 + "cd" * 32))
+    assert (whole.sealed_sha256, whole.payload_sha256) == ("ab" * 32, "cd" * 32)
+    assert whole.trailer_bytes == 0 and whole.body_bytes == 1
+    for short in (b"", bytes(32), bytes(63)):
+        with pytest.raises(EnvelopeError, match="digests after the body are incomplete"):
+            parsed.completed(short)
+    alone = replace(_envelope(), payload_sha256=DIGEST_FOLLOWS)
+    with pytest.raises(EnvelopeError, match="only when its sealed_sha256 follows too"):
+        Envelope.from_header(alone.to_header())

@@ -554,7 +554,7 @@ def test_a_digest_arriving_in_pieces_is_read_whole(
     key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
     headers, body = sealed_upload(hashed_extracts["housing"].read_bytes(), project, key)
     assert Envelope.from_header(headers[ENVELOPE_HEADER]).digest_follows
-    cuts = [len(body) - 40, len(body) - 28, len(body) - 20, len(body) - 3]
+    cuts = [len(body) - 72, len(body) - 60, len(body) - 40, len(body) - 20, len(body) - 3]
 
     def pieces() -> Iterator[bytes]:
         for lo, hi in itertools.pairwise([0, *cuts, len(body)]):
@@ -566,4 +566,4 @@ def test_a_digest_arriving_in_pieces_is_read_whole(
                    headers={**headers, "Authorization": f"Bearer {s.tokens['housing']}",
                             "Content-Length": str(len(body))})  # fmt: skip
     assert r.status_code == 202, r.text
-    assert r.json()["sha256"] == body[-32:].hex()
+    assert r.json()["sha256"] == body[-64:-32].hex()

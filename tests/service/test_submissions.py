@@ -361,11 +361,13 @@ def test_a_digest_after_the_body_is_checked_and_recorded(
     s = project_service
     headers, body = _streamed(s, hashed_extracts["housing"])
     envelope = Envelope.from_header(headers[ENVELOPE_HEADER])
-    payload, trailer = body[:-32], body[-32:]
-    assert envelope.digest_follows and len(payload) == envelope.sealed_bytes
-    assert trailer == hashlib.sha256(payload).digest()
-    # a wrong digest, or none at all: refused, audited, nothing kept
-    for bad in (payload + bytes(32), payload, payload + trailer[:31]):
+    payload, trailer = body[: envelope.sealed_bytes], body[envelope.sealed_bytes :]
+    assert envelope.digest_follows and envelope.payload_digest_follows
+    # the sealed payload's digest, then the Parquet's: both taken as it was sent
+    assert trailer[:32] == hashlib.sha256(payload).digest()
+    assert trailer[32:] == hashlib.sha256(hashed_extracts["housing"].read_bytes()).digest()
+    # a wrong digest, or none, or one of two: refused, audited, nothing kept
+    for bad in (payload + bytes(64), payload, payload + trailer[:63], payload + trailer[:32]):
         r = _post(s, headers, bad)
         assert r.status_code == 422, r.text
         assert "envelope" in r.json()["detail"]
@@ -375,12 +377,52 @@ def test_a_digest_after_the_body_is_checked_and_recorded(
     # the right one: the receipt and the stored blob carry the digest of exactly the payload
     r = _post(s, headers, body)
     assert r.status_code == 202, r.text
-    assert r.json()["sha256"] == trailer.hex()
+    assert r.json()["sha256"] == trailer[:32].hex()
     (blob,) = list(s.settings.data_dir.rglob("*.sealed"))
     assert blob.read_bytes() == payload
     assert s.judge() == 1
     (sub,) = _subs(s, s.tokens["housing"])
-    assert sub["status"] == "accepted" and sub["sha256"] == trailer.hex()
+    assert sub["status"] == "accepted" and sub["sha256"] == trailer[:32].hex()
+    # the envelope on record is whole: both digests filled in from the trailer
+    recorded = Envelope.from_json(_recorded_envelope(s, sub["id"]))
+    assert (recorded.sealed_sha256, recorded.payload_sha256) == (trailer[:32].hex(),
+                                                                 trailer[32:].hex())  # fmt: skip
+    # the same extract again: spotted by the Parquet's digest once the body is in
+    headers, body = _streamed(s, hashed_extracts["housing"])
+    again = _post(s, headers, body)
+    assert again.status_code == 409, again.text
+    assert not list(s.settings.data_dir.rglob("*.part"))
+    assert len(_subs(s, s.admin)) == 1
+
+
+def test_a_payload_digest_that_does_not_name_the_extract_is_refused(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """The Parquet's digest after the body is the partner's claim: the enclave compares
+    it with the extract it opened and refuses the submission when they differ."""
+    import hashlib
+
+    from service.crypto.envelope import ENVELOPE_HEADER, Envelope
+
+    s = project_service
+    headers, body = _streamed(s, hashed_extracts["housing"])
+    n = Envelope.from_header(headers[ENVELOPE_HEADER]).sealed_bytes
+    lying = body[: n + 32] + hashlib.sha256(b"another extract").digest()
+    r = _post(s, headers, lying)
+    assert r.status_code == 202, r.text  # the API cannot tell: it never opens the payload
+    assert s.judge() == 1
+    (sub,) = _subs(s, s.tokens["housing"])
+    assert sub["status"] == "rejected", sub
+    assert "differs from the envelope's digest" in (sub["reason"] or ""), sub
+
+
+def _recorded_envelope(s: Service, submission_id: str) -> str:
+    from service.db.models import Submission
+
+    with s.http.app.state.pprl.db.snapshot() as session:  # type: ignore[attr-defined]
+        row = session.get(Submission, submission_id)
+        assert row is not None and row.envelope_json
+        return row.envelope_json
 
 
 def test_each_streamed_sealing_is_new_and_opens_to_the_extract(
@@ -400,7 +442,7 @@ def test_each_streamed_sealing_is_new_and_opens_to_the_extract(
     assert first != second
     for body in (first, second):
         assert len(body) == stream.envelope.body_bytes
-        _, parquet = split_frame(open_bytes(body[:-32], key))
+        _, parquet = split_frame(open_bytes(body[: stream.envelope.sealed_bytes], key))
         assert bytes(parquet) == hashed_extracts["housing"].read_bytes()
 
 
@@ -448,7 +490,7 @@ def test_a_digest_after_the_body_holds_without_a_declared_length(
     def pieces(data: bytes) -> Any:
         return (data[i : i + 7000] for i in range(0, len(data), 7000))
 
-    for bad in (body + b"x", body[:-32], body[:-1]):
+    for bad in (body + b"x", body[:-64], body[:-32], body[:-1]):
         r = _post(s, headers, pieces(bad))
         assert r.status_code == 422, r.text
         assert "envelope" in r.json()["detail"]
@@ -456,4 +498,4 @@ def test_a_digest_after_the_body_holds_without_a_declared_length(
     assert not list(s.settings.data_dir.rglob("*.part"))
     r = _post(s, headers, pieces(body))
     assert r.status_code == 202, r.text
-    assert r.json()["sha256"] == body[-32:].hex()
+    assert r.json()["sha256"] == body[-64:-32].hex()
