@@ -2,7 +2,8 @@
 
 The API writes each upload's envelope beside it in ``incoming/`` (``<name>.envelope``)
 before it reads the body, then streams the sealed body to ``<name>.part``. This worker
-thread watches that directory (every 20 ms) and, for each new upload, starts a validator
+thread watches that directory (``service.worker.dirwatch``: woken by inotify when an
+envelope lands, or every 20 ms without it) and, for each new upload, starts a validator
 child (``service.worker.validator.judge_stream``, under the same memory and CPU limits as
 intake's) that follows the growing file: it authenticates and opens each sealed chunk as
 it lands, hashes it, and checks each Parquet row group as soon as its bytes are in (the
@@ -42,11 +43,13 @@ from service.db import Database
 from service.db.models import Project, Submission
 from service.logs import log
 from service.settings import Settings
+from service.worker.dirwatch import DirectoryWake
 from service.worker.intake import Verdict, judge_in_child, project_terms, validation_job
 
 __all__ = ["EarlyIntake"]
 
 _WATCH_SECONDS = 0.02
+_RESCAN_SECONDS = 1.0  # with inotify, the directory is also looked at this often
 _KEEP_SECONDS = 600.0  # an acceptance whose submission never arrives is forgotten
 _RECORDED_WAIT_SECONDS = 30.0  # how long to look for the submission the API records
 _MAX_SIDECAR = 16 << 10
@@ -85,6 +88,7 @@ class EarlyIntake:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(slots)
+        self._wake = DirectoryWake(settings.incoming_dir)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         """Watch ``incoming/`` in a daemon thread until ``stop`` is set."""
@@ -122,19 +126,29 @@ class EarlyIntake:
 
     def _watch(self, stop: threading.Event) -> None:
         incoming = self.settings.incoming_dir
-        while not stop.wait(_WATCH_SECONDS):
-            try:
-                names = {p.name for p in incoming.glob(f"*{SIDECAR_SUFFIX}")}
-            except OSError:
-                continue  # not there yet, or not ours to read: the ordinary path judges
-            for name in sorted(names - self._seen):
-                if not self._slots.acquire(blocking=False):
-                    continue  # busy: tried again next time round, while it is still there
-                self._seen.add(name)
-                threading.Thread(target=self._follow, args=(incoming / name,),
-                                 name="early-intake-child", daemon=True).start()  # fmt: skip
-            self._seen &= names
-            self._forget_old()
+        try:
+            while not stop.is_set():
+                # woken when an envelope lands or a slot frees (inotify; else every
+                # 20 ms), and once a second regardless
+                self._wake.wait(_RESCAN_SECONDS)
+                self._scan(incoming)
+        finally:
+            self._wake.close()
+
+    def _scan(self, incoming: Path) -> None:
+        """Start a child for each new envelope in ``incoming`` (while slots are free)."""
+        try:
+            names = {p.name for p in incoming.glob(f"*{SIDECAR_SUFFIX}")}
+        except OSError:
+            return  # not there yet, or not ours to read: the ordinary path judges
+        for name in sorted(names - self._seen):
+            if not self._slots.acquire(blocking=False):
+                continue  # busy: tried again when a slot frees, while it is still there
+            self._seen.add(name)
+            threading.Thread(target=self._follow, args=(incoming / name,),
+                             name="early-intake-child", daemon=True).start()  # fmt: skip
+        self._seen &= names
+        self._forget_old()
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - _KEEP_SECONDS
@@ -152,6 +166,7 @@ class EarlyIntake:
             log("early intake skipped an upload", error_type=type(exc).__name__)
         finally:
             self._slots.release()  # before waiting for the record: the child is done
+            self._wake.poke()  # an upload that found no free slot may be waiting
         if accepted:
             self._decide_when_recorded(accepted)
 
