@@ -11,10 +11,14 @@ results and audit endpoints serve real data. Reads alternate between a run's res
   answered, with no pause. This measures the most the server takes (requests/s); its
   latency is mostly queueing (by Little's law, 50 clients / throughput), so on two
   shared cores a p99 of 100 ms would need some 700 requests/s, load generator included.
+- the same closed loop with the 50 clients shared out between 2 processes: 50 threads
+  under one interpreter lock add, at the tail, the wait for the lock after an answer has
+  arrived (a latency of the load generator, not of the server).
 - the same closed loop from autocannon (Node, ``benchmarks/loadgen``, installed with npm
   on first use): Python threads cost the shared cores about 1 ms per request, so the
   Python loop measures the load generator as much as the server; autocannon costs a
   fraction of that, which leaves the cores to the server as separate client machines would.
+  This is the figure the p99 target is judged by.
 - open loop (``--rate``): the same 50 clients send on a fixed schedule, ``--rate``
   requests/s in all, and latency counts from the scheduled time (a late send counts as
   waiting). This is the latency a caller sees at that load.
@@ -97,47 +101,80 @@ def read_load(
     requests: list[tuple[str, str]],
     clients: int,
     rate: float | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Send ``requests`` from ``clients`` threads: closed loop, or at ``rate`` per second
-    in all (open loop, latency from each request's scheduled time)."""
-    import ssl
+    in all (open loop, latency from each request's scheduled time). With ``processes``
+    above 1 the clients' lanes are shared out among that many processes, each with its own
+    interpreter lock: 50 threads under one lock measure, at the tail, how long a thread
+    waits for the lock after its answer arrived as much as the server."""
+    import multiprocessing
 
-    context = ssl.create_default_context(cafile=str(ca))
-    http = [httpx.Client(base_url=url, verify=context, timeout=30) for _ in range(clients)]
-    for client in http:  # connect (TLS handshakes) before the clock starts
-        client.get("/healthz")
-    me = psutil.Process()
-    cpu_before = _cpu_seconds(me)
-    started = time.perf_counter()
-
-    def one(i: int) -> tuple[float, int]:
-        path, token = requests[i]
-        client = http[i % clients]
-        begin = time.perf_counter()
-        if rate is not None:
-            begin = started + i / rate  # its slot in the schedule, even if we are late
-            time.sleep(max(0.0, begin - time.perf_counter()))
-        try:
-            status = client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code
-        except httpx.HTTPError:
-            status = 0
-        return time.perf_counter() - begin, status
-
-    def lane(k: int) -> list[tuple[float, int]]:
-        return [one(i) for i in range(k, len(requests), clients)]
-
-    with ThreadPoolExecutor(clients) as pool:
-        results = [r for lane_results in pool.map(lane, range(clients)) for r in lane_results]
-    seconds = time.perf_counter() - started
-    client_cpu = _cpu_seconds(me) - cpu_before
-    for client in http:
-        client.close()
+    start_at = time.time() + 1.0 + 2.0 * (processes > 1)  # once every process has connected
+    shares = [list(range(k, clients, processes)) for k in range(processes)]
+    if processes == 1:
+        results, client_cpu = _run_lanes(url, str(ca), requests, shares[0], clients, rate,
+                                         start_at)  # fmt: skip
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            parts = pool.starmap(_run_lanes, [(url, str(ca), requests, lanes, clients, rate,
+                                               start_at) for lanes in shares])  # fmt: skip
+        results = [r for part, _ in parts for r in part]
+        client_cpu = sum(cpu for _, cpu in parts)
+    seconds = max(r[2] for r in results) - start_at
     latencies = np.array([r[0] for r in results]) * 1000
     errors = sum(1 for r in results if r[1] != 200)
     return {"requests": len(results), "seconds": seconds, "rps": len(results) / seconds,
             "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-            "errors": errors, "rate": rate,
+            "errors": errors, "rate": rate, "processes": processes,
             "client_cpu_ms_per_request": client_cpu * 1000 / len(results)}  # fmt: skip
+
+
+def _run_lanes(
+    url: str,
+    ca: str,
+    requests: list[tuple[str, str]],
+    lanes: list[int],
+    clients: int,
+    rate: float | None,
+    start_at: float,
+) -> tuple[list[tuple[float, int, float]], float]:
+    """One process's share of :func:`read_load`: a thread per lane (lane ``k`` sends
+    requests ``k``, ``k + clients``, ...) from ``start_at`` (wall clock); each request's
+    (latency, status, wall-clock end), and this process's CPU-seconds meanwhile."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca)
+    http = {k: httpx.Client(base_url=url, verify=context, timeout=30) for k in lanes}
+    for client in http.values():  # connect (TLS handshakes) before the clock starts
+        client.get("/healthz")
+    time.sleep(max(0.0, start_at - time.time()))
+    me = psutil.Process()
+    cpu_before = _cpu_seconds(me)
+
+    def one(i: int) -> tuple[float, int, float]:
+        path, token = requests[i]
+        client = http[i % clients]
+        begin = time.time()
+        if rate is not None:
+            begin = start_at + i / rate  # its slot in the schedule, even if we are late
+            time.sleep(max(0.0, begin - time.time()))
+        try:
+            status = client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code
+        except httpx.HTTPError:
+            status = 0
+        end = time.time()
+        return end - begin, status, end
+
+    def lane(k: int) -> list[tuple[float, int, float]]:
+        return [one(i) for i in range(k, len(requests), clients)]
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        results = [r for lane_results in pool.map(lane, lanes) for r in lane_results]
+    client_cpu = _cpu_seconds(me) - cpu_before
+    for client in http.values():
+        client.close()
+    return results, client_cpu
 
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen"
@@ -252,6 +289,12 @@ def main() -> None:
             _paced_line("closed loop", reads, rss, args.clients, extra=(
                 f", load generator {reads['client_cpu_ms_per_request']:.2f} ms; server peak "
                 f"RSS {reads['server_peak_mb']:.0f} MB"))  # fmt: skip
+            with PeakRss(demo.server.pid) as rss:
+                split = read_load(demo.url, ca, requests, args.clients, processes=2)
+            reads["two processes"] = _paced_line(
+                "closed loop, the 50 clients in 2 processes", split, rss, args.clients,
+                extra=f", load generator {split['client_cpu_ms_per_request']:.2f} ms",
+            )  # fmt: skip
             mixed = [mix[0], mix[1]]  # each connection alternates results and audit reads
             autocannon_load(demo.url, ca, mixed, args.clients, args.clients * 4)  # warm up
             with PeakRss(demo.server.pid) as rss:

@@ -4,6 +4,7 @@
 import autocannon from "autocannon";
 
 const config = JSON.parse(process.argv[2]);
+const started = performance.now();
 const result = await autocannon({
   url: config.url,
   connections: config.connections,
@@ -16,10 +17,12 @@ const result = await autocannon({
     headers: { authorization: `Bearer ${token}`, "accept-encoding": "gzip" },
   })),
 });
+// timed here, around the whole run, as the Python loops are timed
+const seconds = (performance.now() - started) / 1000;
 console.log(JSON.stringify({
   requests: result.requests.total,
-  seconds: result.duration,
-  rps: result.requests.total / result.duration,
+  seconds,
+  rps: result.requests.total / seconds,
   p50_ms: result.latency.p50,
   p99_ms: result.latency.p99,
   errors: result.errors + result.timeouts + result.non2xx,
