@@ -567,3 +567,44 @@ def test_a_digest_arriving_in_pieces_is_read_whole(
                             "Content-Length": str(len(body))})  # fmt: skip
     assert r.status_code == 202, r.text
     assert r.json()["sha256"] == body[-64:-32].hex()
+
+
+def test_a_lying_parquet_digest_after_the_body_is_refused_on_the_early_path(
+    server_and_worker: tuple[Service, str, ssl.SSLContext, Path],
+    hashed_extracts: dict[str, Path],
+) -> None:
+    """A child that follows an upload cannot compare the Parquet digest that follows the
+    body (it has not arrived); the child accepts the extract it read, and intake compares
+    the digest it computed with the one the API recorded: a partner's trailer naming
+    another extract is rejected, decided at once on the early path (the worker's own
+    poll is 30 s here), never accepted."""
+    import hashlib
+
+    s, url, context, log = server_and_worker
+    project = s.http.get(f"/v1/projects/{s.project_id}", headers=s.as_(s.admin)).json()
+    key = s.http.app.state.pprl.enclave_public_key  # type: ignore[attr-defined]
+    data = _regroup(hashed_extracts["housing"].read_bytes())
+    headers, body = sealed_upload(data, project, key)
+    envelope = Envelope.from_header(headers[ENVELOPE_HEADER])
+    assert envelope.digest_follows and envelope.payload_digest_follows
+    lying = body[: envelope.sealed_bytes + 32] + hashlib.sha256(b"another extract").digest()
+
+    def slowly() -> Iterator[bytes]:
+        for i in range(0, len(lying), len(lying) // 4 + 1):
+            yield lying[i : i + len(lying) // 4 + 1]
+            time.sleep(0.1)
+
+    r = httpx.post(f"{url}/v1/projects/{s.project_id}/submissions", content=slowly(),
+                   verify=context, timeout=60,
+                   headers={**headers, "Authorization": f"Bearer {s.tokens['housing']}",
+                            "Content-Length": str(len(lying))})  # fmt: skip
+    assert r.status_code == 202, r.text
+    sub_url = f"/v1/projects/{s.project_id}/submissions/{r.json()['id']}"
+    _wait_for(lambda: s.http.get(sub_url, headers=s.as_(s.tokens["housing"])).json()["status"]
+              != "received", 10)  # fmt: skip
+    sub = s.http.get(sub_url, headers=s.as_(s.tokens["housing"])).json()
+    assert sub["status"] == "rejected", sub
+    assert "differs from the envelope's digest" in (sub["reason"] or ""), sub
+    # the child did accept the bytes it read: the refusal is intake's comparison
+    assert [e["accepted"] for e in _events(log, "upload judged while arriving")] == [True]
+    assert ("submission.rejected", "rejected") in s.audit_actions()
