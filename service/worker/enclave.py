@@ -45,6 +45,7 @@ from service.worker.state import (
     cell_key_secret,
     load_state,
     rules_digest,
+    source_key,
 )
 
 __all__ = [
@@ -115,6 +116,23 @@ def _trusted_state(
         return load_state(state_dir(settings), key, claim.project_id, claim.state_version)
     except StateError as exc:
         raise RunFailed(str(exc)) from None
+
+
+def _never_back(state: EnclaveState, offered: dict[str, int], names: dict[str, str]) -> None:
+    """RunFailed if the database offers a partner's submission older than one the enclave
+    has released from. The operator holds the database: marking the newest submission
+    purged, or dating an older one later, would otherwise have the enclave link an older
+    extract, each still carrying its acceptance tag (which binds its version), and a
+    release compared with the last would tell what changed between the two. Nothing in
+    the service goes back on its own: a newer submission supersedes, a purge removes."""
+    back = state.went_back(offered)
+    if back:
+        source, version, before = back[0]
+        raise RunFailed(
+            f"the submission offered for {names[source]} is version {version}, older than "
+            f"version {before} the enclave has released from: the project's current "
+            "submissions were rolled back in storage or in the database"
+        )
 
 
 def _content_digest(table: pa.Table) -> str:
@@ -199,12 +217,16 @@ def compute_release(
         rules, rules_json = project_rules(project), project.run_rules_json
         db_version = project.enclave_state_version
         audited = recorded_state_version(session, project.id)
+        current = current_sources(session, project.id, period)
         sources = [(name, settings.data_dir / sub.blob_path, sub.sha256, sub.version,
-                    tag_holds(key, sub))
-                   for sub, name in current_sources(session, project.id, period)]  # fmt: skip
+                    tag_holds(key, sub)) for sub, name in current]  # fmt: skip
+        # each source's version, bound by its acceptance tag (checked before it is read)
+        offered = {source_key(sub.partner_id, sub.period): sub.version for sub, _ in current}
+        names = {source_key(sub.partner_id, sub.period): name for sub, name in current}
     state = _trusted_state(settings, key, claim, db_version, audited)
     if state.rules_digest is not None and state.rules_digest != rules_digest(rules_json):
         raise RunFailed("the project's run rules changed after its first release")
+    _never_back(state, offered, names)
     threshold, frequent = _chosen(claim, rules)
     if not sources:
         raise RunFailed(
@@ -300,5 +322,5 @@ def compute_release(
     return (
         released,
         release.epsilon_spent,
-        state.next(release.anchors, release.epsilon_spent, rules_digest(rules_json)),
+        state.next(release.anchors, release.epsilon_spent, rules_digest(rules_json), offered),
     )

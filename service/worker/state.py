@@ -1,7 +1,8 @@
 """The enclave's own state across runs, authenticated with a key only the worker holds.
 
 What the worker trusts from one run to the next (stability anchors, its privacy-budget
-ledger, the digest of the run rules it first released under) lives in one file per
+ledger, the digest of the run rules it first released under, and the newest version of
+each partner's submission it has released from) lives in one file per
 project and version, encrypted and authenticated with AES-256-GCM under a key derived
 by HKDF-SHA256 from the enclave's *private* key (label ``pprl/enclave-state/v1``): the
 public key does not suffice to write one, so nobody but the worker can forge state.
@@ -41,6 +42,7 @@ __all__ = [
     "load_state",
     "prune_states",
     "rules_digest",
+    "source_key",
     "state_key",
     "state_path",
     "store_state",
@@ -89,9 +91,21 @@ class EnclaveState:
     epsilon_spent: float = 0.0
     rules_digest: str | None = None
     anchors: dict[str, Any] = field(default_factory=dict)
+    #: the highest submission version released from, by :func:`source_key` (partner
+    #: token and period): what the database offers a later run may not go back on
+    linked: dict[str, int] = field(default_factory=dict)
 
-    def next(self, anchors: dict[str, Any], epsilon: float, digest: str) -> EnclaveState:
-        """The state after one more release."""
+    def next(
+        self,
+        anchors: dict[str, Any],
+        epsilon: float,
+        digest: str,
+        linked: dict[str, int] | None = None,
+    ) -> EnclaveState:
+        """The state after one more release (``linked``: the versions it linked)."""
+        seen = dict(self.linked)
+        for source, version in (linked or {}).items():
+            seen[source] = max(version, seen.get(source, 0))
         return EnclaveState(
             project_id=self.project_id,
             version=self.version + 1,
@@ -99,7 +113,22 @@ class EnclaveState:
             epsilon_spent=self.epsilon_spent + epsilon,
             rules_digest=self.rules_digest or digest,
             anchors=anchors,
+            linked=seen,
         )
+
+    def went_back(self, offered: dict[str, int]) -> list[tuple[str, int, int]]:
+        """Each source offered at a version older than one released from before:
+        (source key, offered version, version released from)."""
+        return [(source, version, self.linked[source])
+                for source, version in sorted(offered.items())
+                if version < self.linked.get(source, 0)]  # fmt: skip
+
+
+def source_key(partner_id: str, period: str | None) -> str:
+    """What :attr:`EnclaveState.linked` is kept by: a partner token's submissions to one
+    period are numbered in order (versions are per token, so two tokens of one
+    organisation are kept apart)."""
+    return f"{partner_id}|{period or ''}"
 
 
 def _aad(project_id: str, version: int) -> bytes:

@@ -278,3 +278,52 @@ def test_a_blob_swapped_while_the_enclave_validates_it_again_is_not_linked(
     _assert_failed_audited(s, _run(s), TAMPERED)
     assert _events(s, "submission.revalidated")[-1]["reason"] == "altered"
     assert _row(s, "housing").enclave_tag is None
+
+
+def _rewritten(extract: Path) -> bytes:
+    """The same rows and manifest in other bytes (another codec): a new version, not a
+    resubmission of the identical file."""
+    out = io.BytesIO()
+    table = pq.read_table(extract)
+    pq.write_table(table.replace_schema_metadata(pq.read_metadata(extract).metadata), out,
+                   compression="snappy")  # fmt: skip
+    return out.getvalue()
+
+
+def test_a_rollback_to_an_older_version_fails_the_run(
+    project_service: Service, hashed_extracts: dict[str, Path]
+) -> None:
+    """Once the enclave has released from a partner's version 2, an operator who makes
+    version 1 current again (no longer superseded, and version 2 marked purged or
+    version 1 dated later) cannot have it linked: each still carries its acceptance tag,
+    which binds its version, and the enclave's own state remembers the newest version
+    it released from."""
+    s = project_service
+    _both_accepted(s, hashed_extracts)
+    assert _run(s)["status"] == "done"
+    newer = _upload(s, "housing", _rewritten(hashed_extracts["housing"]))
+    s.judge()
+    with _db(s).transaction() as session:
+        subs = session.execute(
+            select(Submission.id, Submission.version, Submission.received_at,
+                   Submission.superseded_at)
+            .join(Principal, Principal.id == Submission.partner_id)
+            .where(Submission.project_id == s.project_id, Principal.name == "housing")
+            .order_by(Submission.version)
+        ).all()  # fmt: skip
+    (older, v1, older_at, superseded), (newest, v2, newer_at, _) = subs
+    assert newest == newer and (v1, v2) == (1, 2) and superseded is not None
+    assert _run(s)["status"] == "done"  # released from housing's version 2
+    rolled_back = (
+        "the submission offered for housing is version 1, older than version 2 the enclave "
+        "has released from: the project's current submissions were rolled back in storage "
+        "or in the database"
+    )
+    _set(s, older, superseded_at=None)
+    _set(s, newer, purged_at=newer_at)  # the newest hidden
+    _assert_failed_audited(s, _run(s), rolled_back)
+    _set(s, newer, purged_at=None)
+    _set(s, older, received_at=newer_at + 2 * (newer_at - older_at))
+    _assert_failed_audited(s, _run(s), rolled_back)  # the older dated later
+    _set(s, older, received_at=older_at, superseded_at=superseded)  # put back: runs again
+    assert _run(s)["status"] == "done"

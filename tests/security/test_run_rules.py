@@ -598,7 +598,8 @@ def test_any_altered_byte_or_truncation_of_the_state_is_refused(
     key, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
     project = str(uuid.uuid4())
     genuine = EnclaveState(project, version=3, releases=3, epsilon_spent=1.5,
-                           rules_digest="ab" * 32, anchors={"public": ["x|persons.total"]})  # fmt: skip
+                           rules_digest="ab" * 32, anchors={"public": ["x|persons.total"]},
+                           linked={"partner|": 2})  # fmt: skip
     path = store_state(directory, key, genuine)
     assert load_state(directory, key, project, 3) == genuine
     blob = path.read_bytes()
@@ -616,6 +617,33 @@ def test_any_altered_byte_or_truncation_of_the_state_is_refused(
     state_path(directory, project, 4).rename(state_path(directory, "another", 4))
     with pytest.raises(StateError):
         load_state(directory, key, "another", 4)
+
+
+def test_the_state_remembers_the_newest_version_released_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each release keeps, per partner token and period, the newest submission version
+    it linked; an older one offered later is named. A state file from before this was
+    kept loads with nothing remembered (its next release starts remembering)."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    import service.worker.state as state_module
+    from service.worker.state import EnclaveState, load_state, source_key, store_state
+
+    a, b, a_2027 = source_key("a", None), source_key("b", None), source_key("a", "2027")
+    first = EnclaveState("p").next({}, 0.0, "d", {a: 2, b: 1})
+    second = first.next({}, 0.0, "d", {a: 1, a_2027: 1})  # a went back; not remembered
+    assert second.linked == {a: 2, b: 1, a_2027: 1}
+    assert second.went_back({a: 1, b: 1, a_2027: 1}) == [(a, 1, 2)]
+    assert second.went_back({a: 3, a_2027: 1}) == []  # newer, or a partner not offered
+    key = X25519PrivateKey.generate()
+    monkeypatch.setattr(state_module, "asdict", lambda state: {
+        k: v for k, v in dataclasses.asdict(state).items() if k != "linked"})  # fmt: skip
+    store_state(tmp_path, key, first)  # as written before versions were remembered
+    monkeypatch.undo()
+    assert load_state(tmp_path, key, "p", 1) == dataclasses.replace(first, linked={})
 
 
 def test_concurrent_run_requests_cannot_exceed_the_rate(project_service: Service) -> None:
