@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 __all__ = [
     "DEFAULT_CHUNK",
     "MAGIC",
+    "HashingReader",
     "SealError",
     "SealWriter",
     "open_bytes",
@@ -97,7 +98,7 @@ def seal_stream(
     source: BinaryIO, sink: BinaryIO, recipient: X25519PublicKey, chunk: int = DEFAULT_CHUNK
 ) -> str:
     """Seal everything read from ``source`` into ``sink``; return the plaintext's SHA-256."""
-    reader = _Hashing(source)
+    reader = HashingReader(source)
     for piece in seal_pieces(reader, recipient, chunk):  # type: ignore[arg-type]
         sink.write(piece)
     return reader.digest.hexdigest()
@@ -198,8 +199,8 @@ def open_sealed(path: Path, private_key: X25519PrivateKey) -> Iterator[bytes]:
         yield from _open_stream(fh, private_key, path.name)
 
 
-class _Hashing:
-    """A reader that hashes every byte read through it."""
+class HashingReader:
+    """A reader that hashes every byte read through it (``digest``)."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh, self.digest = fh, hashlib.sha256()
@@ -214,7 +215,7 @@ def open_hashed(path: Path, private_key: X25519PrivateKey) -> tuple[bytes, str]:
     """The whole plaintext sealed in ``path`` and the SHA-256 of the file's bytes, from one
     read (raises :class:`SealError`): what the enclave opened is what that digest names."""
     with path.open("rb") as fh:
-        reader = _Hashing(fh)
+        reader = HashingReader(fh)
         plaintext = b"".join(_open_stream(reader, private_key, path.name))  # type: ignore[arg-type]
         reader.read()  # nothing follows a last chunk that authenticated; hashed if it did
     return plaintext, reader.digest.hexdigest()

@@ -12,7 +12,6 @@ its first upload), :meth:`DirectoryWake.wait` polls instead, and tries inotify a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import select
 import struct
@@ -32,7 +31,9 @@ _POLL_SECONDS = 0.02  # without inotify: as before
 
 def _libc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # this process's own symbols (libc among them): find_library("c") would run
+        # ldconfig in a subprocess to look for it
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1.argtypes = [ctypes.c_int]
         libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
         return libc

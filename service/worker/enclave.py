@@ -118,21 +118,25 @@ def _trusted_state(
         raise RunFailed(str(exc)) from None
 
 
-def _never_back(state: EnclaveState, offered: dict[str, int], names: dict[str, str]) -> None:
-    """RunFailed if the database offers a partner's submission older than one the enclave
-    has released from. The operator holds the database: marking the newest submission
-    purged, or dating an older one later, would otherwise have the enclave link an older
-    extract, each still carrying its acceptance tag (which binds its version), and a
-    release compared with the last would tell what changed between the two. Nothing in
-    the service goes back on its own: a newer submission supersedes, a purge removes."""
-    back = state.went_back(offered)
+def _never_back(state: EnclaveState, offered: dict[str, tuple[int, str]]) -> dict[str, int]:
+    """The version ``offered`` for each source (with its partner's name), alone; RunFailed
+    if one is older than a submission of that source the enclave has released from.
+
+    The operator holds the database: marking the newest submission purged, or dating an
+    older one later, would otherwise have the enclave link an older extract, each still
+    carrying its acceptance tag (which binds its version), and a release compared with
+    the last would tell what changed between the two. Nothing in the service goes back
+    on its own: a newer submission supersedes, a purge removes."""
+    versions = {source: version for source, (version, _) in offered.items()}
+    back = state.went_back(versions)
     if back:
         source, version, before = back[0]
         raise RunFailed(
-            f"the submission offered for {names[source]} is version {version}, older than "
+            f"the submission offered for {offered[source][1]} is version {version}, older than "
             f"version {before} the enclave has released from: the project's current "
             "submissions were rolled back in storage or in the database"
         )
+    return versions
 
 
 def _content_digest(table: pa.Table) -> str:
@@ -220,13 +224,13 @@ def compute_release(
         current = current_sources(session, project.id, period)
         sources = [(name, settings.data_dir / sub.blob_path, sub.sha256, sub.version,
                     tag_holds(key, sub)) for sub, name in current]  # fmt: skip
-        # each source's version, bound by its acceptance tag (checked before it is read)
-        offered = {source_key(sub.partner_id, sub.period): sub.version for sub, _ in current}
-        names = {source_key(sub.partner_id, sub.period): name for sub, name in current}
+        # each version is bound by its submission's acceptance tag (checked before use)
+        offered = {source_key(sub.partner_id, sub.period): (sub.version, name)
+                   for sub, name in current}  # fmt: skip
     state = _trusted_state(settings, key, claim, db_version, audited)
     if state.rules_digest is not None and state.rules_digest != rules_digest(rules_json):
         raise RunFailed("the project's run rules changed after its first release")
-    _never_back(state, offered, names)
+    released_from = _never_back(state, offered)
     threshold, frequent = _chosen(claim, rules)
     if not sources:
         raise RunFailed(
@@ -322,5 +326,5 @@ def compute_release(
     return (
         released,
         release.epsilon_spent,
-        state.next(release.anchors, release.epsilon_spent, rules_digest(rules_json), offered),
+        state.next(release.anchors, release.epsilon_spent, rules_digest(rules_json), released_from),
     )
