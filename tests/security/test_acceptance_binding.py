@@ -325,5 +325,10 @@ def test_a_rollback_to_an_older_version_fails_the_run(
     _set(s, newer, purged_at=None)
     _set(s, older, received_at=newer_at + 2 * (newer_at - older_at))
     _assert_failed_audited(s, _run(s), rolled_back)  # the older dated later
-    _set(s, older, received_at=older_at, superseded_at=superseded)  # put back: runs again
+    # nor by numbering the older one above the newest: its tag binds version 1
+    _set(s, older, version=3, received_at=older_at)
+    _set(s, newer, purged_at=newer_at)
+    _assert_failed_audited(s, _run(s), TAMPERED.replace("v1", "v3"))
+    _set(s, newer, purged_at=None)  # put back: runs again
+    _set(s, older, version=1, superseded_at=superseded)
     assert _run(s)["status"] == "done"
